@@ -1,0 +1,88 @@
+"""Backends own the working arrays of a network and call its compiled kernels.
+
+Only the CPU backend exists so far: the Cython kernels of
+``aefast._ext._network``. A backend is created per fit or per inference call;
+it holds no state that a model needs to keep.
+"""
+import numpy as np
+
+from .._ext import _network
+from .losses import LOSS_CODES
+
+INFERENCE_BLOCK_ROWS = 1024
+# Aim for about this many flops per compiled call: few enough Python calls to
+# be free, short enough that Ctrl-C and verbose output stay responsive.
+FLOPS_PER_CALL = 5e8
+
+
+class CPUBackend:
+    """Compiled CPU kernels for one network and loss.
+
+    Parameters
+    ----------
+    network : aefast.engine.network.Network
+    loss : {"mse", "bce"}
+    """
+
+    name = "cpu"
+
+    def __init__(self, network, loss):
+        self.network = network
+        self.loss_code = LOSS_CODES[loss]
+        self._workspaces = {}
+
+    def _workspace(self, rows):
+        if rows not in self._workspaces:
+            n_ws, n_delta = _network.workspace_sizes(self.network.sizes, rows)
+            dtype = self.network.dtype
+            self._workspaces[rows] = (np.empty(n_ws, dtype), np.empty(n_delta, dtype))
+        return self._workspaces[rows]
+
+    def steps_per_call(self, batch_size):
+        n_weights = int(np.sum(self.network.sizes[:-1] * self.network.sizes[1:]))
+        return int(np.clip(FLOPS_PER_CALL / (6.0 * batch_size * n_weights), 1, 1024))
+
+    def train_batches(self, X, order, start, stop, batch_size, optimizer, state, grads,
+                      weight_decay, weight_l1, batch_losses):
+        """Run the training steps over ``order[start:stop]``; see ``_network.train_batches``."""
+        net = self.network
+        ws, delta = self._workspace(batch_size)
+        steps, status = _network.train_batches(
+            X, order, start, stop, batch_size, *net.spec(), self.loss_code, net.leaky_slope,
+            net.params, grads, state.state1, state.state2, ws, delta,
+            optimizer.code, optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2,
+            optimizer.epsilon, optimizer.momentum, weight_decay, weight_l1, state.t,
+            batch_losses)
+        state.t += steps
+        return steps, status
+
+    def forward(self, X, first, last, index=None):
+        """Outputs of layers [first, last) for X (rows ``index``, default all)."""
+        net = self.network
+        if index is None:
+            index = np.arange(X.shape[0], dtype=np.int64)
+        out = np.empty((index.shape[0], int(net.sizes[last])), dtype=net.dtype)
+        rows = max(1, min(INFERENCE_BLOCK_ROWS, index.shape[0]))
+        ws, _ = self._workspace(rows)
+        _network.forward_rows(X, index, *net.spec(), net.leaky_slope, net.params,
+                              first, last, ws, rows, out)
+        return out
+
+    def row_losses(self, X, index=None):
+        """Loss of reconstructing each row, averaged over features (float64)."""
+        net = self.network
+        if index is None:
+            index = np.arange(X.shape[0], dtype=np.int64)
+        out = np.empty(index.shape[0], dtype=np.float64)
+        rows = max(1, min(INFERENCE_BLOCK_ROWS, index.shape[0]))
+        ws, _ = self._workspace(rows)
+        _network.row_losses(X, index, *net.spec(), self.loss_code, net.leaky_slope,
+                            net.params, ws, rows, out)
+        return out
+
+
+def get_backend(device, network, loss):
+    """The backend for a resolved device name."""
+    if device == "cpu":
+        return CPUBackend(network, loss)
+    raise ValueError(f"device={device!r} has no backend in this build")

@@ -1,0 +1,4 @@
+"""Estimators: thin scikit-learn front ends to the engine and kernels."""
+from .autoencoder import Autoencoder
+
+__all__ = ["Autoencoder"]

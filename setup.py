@@ -1,0 +1,31 @@
+"""The Cython extensions of aefast; all other metadata lives in pyproject.toml."""
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+COMPILE_ARGS = ["-O3", "-ffp-contract=fast"]
+NAMES = ["_network"]
+
+extensions = [
+    Extension(
+        f"aefast._ext.{name}",
+        [f"src_ext/{name}.pyx"],
+        include_dirs=[np.get_include()],
+        extra_compile_args=COMPILE_ARGS,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for name in NAMES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    )
+)

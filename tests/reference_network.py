@@ -1,0 +1,103 @@
+"""Plain NumPy float64 references of the network engine's compiled kernels.
+
+Straightforward, unfused, unoptimised code: forward, loss, backward and the
+optimizer updates of ``src_ext/_network.pyx`` written as the textbook defines
+them. Tests compare the compiled engine against these.
+"""
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+
+
+def activation(name, z):
+    if name == "identity":
+        return z
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, LEAKY_SLOPE * z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-z))
+    if name == "softplus":
+        return np.logaddexp(0, z)
+    raise ValueError(name)
+
+
+def activation_derivative(name, z):
+    """d act / dz evaluated at the pre-activation z."""
+    if name == "identity":
+        return np.ones_like(z)
+    if name == "relu":
+        return (z > 0).astype(float)
+    if name == "leaky_relu":
+        return np.where(z > 0, 1.0, LEAKY_SLOPE)
+    if name == "tanh":
+        return 1 - np.tanh(z) ** 2
+    if name in ("sigmoid", "softplus"):
+        s = 1 / (1 + np.exp(-z))
+        return s * (1 - s) if name == "sigmoid" else s
+    raise ValueError(name)
+
+
+def forward(weights, activations, X):
+    """Pre-activations and outputs of every layer (float64)."""
+    hs, zs = [np.asarray(X, float)], []
+    for (W, b), act in zip(weights, activations):
+        z = hs[-1] @ W + b
+        zs.append(z)
+        hs.append(activation(act, z))
+    return zs, hs
+
+
+def loss(name, zs, hs, X):
+    """Mean reconstruction loss over samples and features."""
+    X = np.asarray(X, float)
+    if name == "mse":
+        return np.mean((hs[-1] - X) ** 2)
+    z = zs[-1]
+    return np.mean(np.maximum(z, 0) - z * X + np.log1p(np.exp(-np.abs(z))))
+
+
+def objective(weights, activations, loss_name, X, weight_decay=0.0, weight_l1=0.0):
+    zs, hs = forward(weights, activations, X)
+    penalty = sum(0.5 * weight_decay * np.sum(W ** 2) + weight_l1 * np.sum(np.abs(W))
+                  for W, _ in weights)
+    return loss(loss_name, zs, hs, X) + penalty
+
+
+def gradients(weights, activations, loss_name, X, weight_decay=0.0, weight_l1=0.0):
+    """Backpropagation: list of (dW, db) of ``objective``."""
+    X = np.asarray(X, float)
+    zs, hs = forward(weights, activations, X)
+    n = X.size
+    if loss_name == "mse":
+        delta = 2 * (hs[-1] - X) / n * activation_derivative(activations[-1], zs[-1])
+    else:
+        delta = (1 / (1 + np.exp(-zs[-1])) - X) / n
+    grads = [None] * len(weights)
+    for layer in range(len(weights) - 1, -1, -1):
+        W, _ = weights[layer]
+        dW = hs[layer].T @ delta + weight_decay * W + weight_l1 * np.sign(W)
+        grads[layer] = (dW, delta.sum(axis=0))
+        if layer:
+            delta = (delta @ W.T) * activation_derivative(activations[layer - 1], zs[layer - 1])
+    return grads
+
+
+def optimizer_step(name, params, grad, state, lr, t, momentum=0.9, nesterov=False,
+                   beta_1=0.9, beta_2=0.999, eps=1e-8):
+    """One update of the flat float64 `params`; `state` is a dict updated in place."""
+    if name == "sgd":
+        return params - lr * grad
+    if name == "momentum":
+        buf = momentum * state.get("buf", 0) + grad
+        state["buf"] = buf
+        return params - lr * (grad + momentum * buf if nesterov else buf)
+    m = beta_1 * state.get("m", 0) + (1 - beta_1) * grad
+    v = beta_2 * state.get("v", 0) + (1 - beta_2) * grad ** 2
+    state["m"], state["v"] = m, v
+    m_hat = m / (1 - beta_1 ** t)
+    v_hat = v / (1 - beta_2 ** t)
+    return params - lr * m_hat / (np.sqrt(v_hat) + eps)
