@@ -381,7 +381,11 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         return meta, arrays
 
     def _set_fitted_state(self, meta, arrays):
+        hidden = self._check_params()
         self.network_ = Network.from_state(meta["network"], arrays["params"])
+        expected = self._layer_plan(int(meta["n_features_in"]), hidden, meta["output_activation"])
+        if ([int(s) for s in self.network_.sizes], list(self.network_.activations)) != expected:
+            raise ValueError("the saved network does not match the saved parameters")
         self.loss_ = meta["loss"]
         self.output_activation_ = meta["output_activation"]
         self.n_encoder_layers_ = int(meta["n_encoder_layers"])

@@ -1,0 +1,104 @@
+"""save / load: exact round trip, no pickle, clear refusal of bad files."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import aefast
+
+
+@pytest.fixture(scope="module")
+def model():
+    X = (load_digits().data / 16).astype(np.float32)
+    return aefast.Autoencoder(hidden_layers=(16,), n_components=4, max_epochs=3,
+                              early_stopping=True, random_state=0).fit(X), X
+
+
+def test_round_trip_is_exact(tmp_path, model):
+    ae, X = model
+    path = tmp_path / "model.npz"
+    aefast.save(ae, path)
+    loaded = aefast.load(path)
+    assert type(loaded) is aefast.Autoencoder
+    assert loaded.get_params() == ae.get_params()
+    np.testing.assert_array_equal(loaded.network_.params, ae.network_.params)
+    np.testing.assert_array_equal(loaded.transform(X), ae.transform(X))
+    np.testing.assert_array_equal(loaded.reconstruction_error(X), ae.reconstruction_error(X))
+    assert loaded.loss_curve_ == ae.loss_curve_
+    assert loaded.validation_scores_ == ae.validation_scores_
+    assert loaded.n_epochs_ == ae.n_epochs_
+
+
+def test_loaded_model_continues_training_like_the_original(tmp_path, model):
+    ae, X = model
+    aefast.save(ae, tmp_path / "m.npz")
+    loaded = aefast.load(tmp_path / "m.npz")
+    # The optimizer state travels with the model, so one more epoch from the
+    # same shuffling seed gives the same parameters.
+    import copy
+
+    twin = copy.deepcopy(ae)
+    twin._fit_rng = np.random.default_rng(5)
+    loaded._fit_rng = np.random.default_rng(5)
+    twin.partial_fit(X)
+    loaded.partial_fit(X)
+    np.testing.assert_array_equal(loaded.network_.params, twin.network_.params)
+
+
+def test_file_holds_no_pickle(tmp_path, model):
+    ae, _ = model
+    aefast.save(ae, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
+        meta = json.loads(str(archive["__aefast__"]))
+        assert all(archive[name].dtype != object for name in archive.files)
+    assert meta["format"] == "aefast-model" and meta["format_version"] == 1
+
+
+def test_refuses_corrupt_truncated_and_foreign_files(tmp_path, model):
+    ae, _ = model
+    good = tmp_path / "m.npz"
+    aefast.save(ae, good)
+    truncated = tmp_path / "t.npz"
+    truncated.write_bytes(good.read_bytes()[:200])
+    garbage = tmp_path / "g.npz"
+    garbage.write_bytes(b"not a model at all")
+    foreign = tmp_path / "f.npz"
+    np.savez(foreign, a=np.arange(3))
+    for path in (truncated, garbage, foreign):
+        with pytest.raises(aefast.ModelFileError):
+            aefast.load(path)
+
+
+def _rewrite(src, dst, edit):
+    with np.load(src, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["__aefast__"]))
+    edit(meta, arrays)
+    arrays["__aefast__"] = np.array(json.dumps(meta))
+    np.savez(dst, **arrays)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m, a: m.update(format_version=99),
+    lambda m, a: m.update({"class": "os.system"}),
+    lambda m, a: a.update(params=a["params"][:-3]),
+    lambda m, a: m["state"].pop("network"),
+    lambda m, a: m["params"].update(n_components="many"),
+])
+def test_refuses_inconsistent_contents(tmp_path, model, edit):
+    ae, _ = model
+    aefast.save(ae, tmp_path / "m.npz")
+    _rewrite(tmp_path / "m.npz", tmp_path / "bad.npz", edit)
+    with pytest.raises(aefast.ModelFileError):
+        aefast.load(tmp_path / "bad.npz")
+
+
+def test_save_refuses_unfitted_and_foreign_objects(tmp_path):
+    with pytest.raises(ValueError, match="not fitted"):
+        aefast.save(aefast.Autoencoder(), tmp_path / "m.npz")
+    with pytest.raises(TypeError):
+        aefast.save(object(), tmp_path / "m.npz")
+    with pytest.raises(FileNotFoundError):
+        aefast.load(tmp_path / "missing.npz")
