@@ -32,6 +32,19 @@ from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+cdef extern from "_elementwise.h" nogil:
+    double ae_bce_f(const float* z, const float* x, float* delta, Py_ssize_t n, float scale)
+    double ae_bce_d(const double* z, const double* x, double* delta, Py_ssize_t n, double scale)
+    double ae_sse_f(const float* out, const float* x, float* delta, Py_ssize_t n, float scale)
+    double ae_sse_d(const double* out, const double* x, double* delta, Py_ssize_t n,
+                    double scale)
+    int ae_adam_f(float* p, const float* g, float* m, float* v, Py_ssize_t n, float b1,
+                   float b2, float step, float inv_sqrt_bc2, float eps)
+    void ae_adam_d(double* p, const double* g, double* m, double* v, Py_ssize_t n, double b1,
+                   double b2, double step, double inv_sqrt_bc2, double eps)
+    int ae_all_finite_f(const float* a, Py_ssize_t n)
+    int ae_all_finite_d(const double* a, Py_ssize_t n)
+
 ctypedef fused floating:
     float
     double
@@ -227,6 +240,18 @@ cdef void _forward(const Spec* s, const floating* params, floating* ws,
                          <floating>s.leaky_slope)
 
 
+cdef inline double _loss_sum(int loss, const floating* out, const floating* target,
+                            floating* delta, Py_ssize_t n, double scale) noexcept nogil:
+    if floating is float:
+        if loss == LOSS_BCE:
+            return ae_bce_f(out, target, delta, n, <float>scale)
+        return ae_sse_f(out, target, delta, n, <float>scale)
+    else:
+        if loss == LOSS_BCE:
+            return ae_bce_d(out, target, delta, n, scale)
+        return ae_sse_d(out, target, delta, n, scale)
+
+
 cdef double _loss_and_delta(const Spec* s, const floating* out, const floating* target,
                             floating* delta, Py_ssize_t rows, Py_ssize_t cols,
                             double scale, double* row_losses) noexcept nogil:
@@ -236,31 +261,18 @@ cdef double _loss_and_delta(const Spec* s, const floating* out, const floating* 
     sigmoid(z) - x and log(1 + exp(-|z|)) never overflows. With delta NULL only
     the loss is computed; row_losses (if not NULL) gets each row's sum.
     """
-    cdef Py_ssize_t i, j, k
-    cdef double total = 0.0, row_sum
-    cdef floating z, x, diff
-    cdef int act = <int>s.acts[s.n_layers - 1]
-    for i in range(rows):
-        row_sum = 0.0
-        k = i * cols
-        if s.loss == LOSS_BCE:
-            for j in range(cols):
-                z = out[k + j]
-                x = target[k + j]
-                row_sum += (z if z > 0 else 0) - z * x + log1p(exp(-fabs(z)))
-                if delta != NULL:
-                    delta[k + j] = <floating>scale * (_sigmoid(z) - x)
-        else:
-            for j in range(cols):
-                diff = out[k + j] - target[k + j]
-                row_sum += diff * diff
-                if delta != NULL:
-                    delta[k + j] = <floating>(2.0 * scale) * diff
-        if row_losses != NULL:
-            row_losses[i] = row_sum
-        total += row_sum
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    if row_losses == NULL:
+        total = _loss_sum(s.loss, out, target, delta, rows * cols, scale)
+    else:
+        for i in range(rows):
+            row_losses[i] = _loss_sum(s.loss, out + i * cols, target + i * cols,
+                                      NULL if delta == NULL else delta + i * cols, cols, scale)
+            total += row_losses[i]
     if delta != NULL and s.loss == LOSS_MSE:
-        _mul_derivative(delta, out, rows * cols, act, <floating>s.leaky_slope)
+        _mul_derivative(delta, out, rows * cols, <int>s.acts[s.n_layers - 1],
+                        <floating>s.leaky_slope)
     return total
 
 
@@ -319,13 +331,11 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
     return penalty
 
 
-cdef bint _all_finite(const floating* a, Py_ssize_t n) noexcept nogil:
-    # inf - inf and NaN both give NaN, so a single running sum detects either.
-    cdef Py_ssize_t j
-    cdef floating acc = 0
-    for j in range(n):
-        acc += a[j] * 0
-    return acc == 0
+cdef inline bint _all_finite(const floating* a, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return ae_all_finite_f(a, n) != 0
+    else:
+        return ae_all_finite_d(a, n) != 0
 
 
 cdef void _optimizer_update(const OptConfig* o, floating* p, const floating* g,
@@ -335,7 +345,7 @@ cdef void _optimizer_update(const OptConfig* o, floating* p, const floating* g,
     cdef floating lr = <floating>o.lr
     cdef floating mu = <floating>o.momentum
     cdef floating b1 = <floating>o.beta1, b2 = <floating>o.beta2
-    cdef floating step, denom, inv_sqrt_bc2
+    cdef floating step, inv_sqrt_bc2
     cdef double t = <double>(o.t + 1)
     if o.kind == OPT_SGD:
         for j in range(n):
@@ -352,11 +362,10 @@ cdef void _optimizer_update(const OptConfig* o, floating* p, const floating* g,
         # PyTorch's form: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
         step = <floating>(o.lr / (1.0 - o.beta1 ** t))
         inv_sqrt_bc2 = <floating>(1.0 / sqrt(1.0 - o.beta2 ** t))
-        for j in range(n):
-            s1[j] = b1 * s1[j] + (1 - b1) * g[j]
-            s2[j] = b2 * s2[j] + (1 - b2) * g[j] * g[j]
-            denom = sqrt(s2[j]) * inv_sqrt_bc2 + <floating>o.eps
-            p[j] -= step * s1[j] / denom
+        if floating is float:
+            ae_adam_f(p, g, s1, s2, n, b1, b2, step, inv_sqrt_bc2, <float>o.eps)
+        else:
+            ae_adam_d(p, g, s1, s2, n, b1, b2, step, inv_sqrt_bc2, o.eps)
 
 
 cdef void _gather(const floating* X, Py_ssize_t n_features, const int64_t* idx,

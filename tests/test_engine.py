@@ -174,3 +174,24 @@ def test_network_layout_and_init():
         Network([4, 0, 4], ["relu", "relu"])
     with pytest.raises(ValueError, match="activation"):
         Network([4, 4], ["gelu"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorised_bce_and_mse_are_accurate_over_wide_logits(dtype):
+    # One layer whose weights are the identity: the logits equal the inputs'
+    # transform below, spanning underflow of exp to saturation.
+    rng = np.random.default_rng(0)
+    d = 37
+    net = Network([d, d], ["sigmoid"], dtype)
+    scale = np.geomspace(1e-4, 80, d)
+    net.weight(0)[...] = np.diag(scale * np.where(np.arange(d) % 2, 1, -1))
+    net.bias(0)[...] = -0.5 * net.weight(0).sum(0)
+    X = rng.uniform(0, 1, size=(1031, d)).astype(dtype)
+    zs, hs = ref.forward(layer_list(net), net.activations, X)
+    expected = [ref.loss("bce", [zs[0][i:i + 1]], None, X[i:i + 1])
+                for i in range(len(X))]
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(CPUBackend(net, "bce").row_losses(X), expected, rtol=tol)
+    grads = engine_gradient(net, "bce", X)
+    ref_grads = flat(net, ref.gradients(layer_list(net), net.activations, "bce", X))
+    np.testing.assert_allclose(grads, ref_grads, rtol=10 * tol, atol=tol * 1e-3)
