@@ -1,5 +1,4 @@
 """aefast: fast autoencoders, from Hebbian learning and PCA to VAEs."""
-from . import metrics
 from .exceptions import ModelFileError, TrainingDivergedError
 from .io import load, save
 from .models import Autoencoder
@@ -7,4 +6,4 @@ from .models import Autoencoder
 __version__ = "0.1.0"
 
 __all__ = ["Autoencoder", "ModelFileError", "TrainingDivergedError", "load", "save",
-           "metrics", "__version__"]
+           "__version__"]
