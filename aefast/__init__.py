@@ -1,9 +1,37 @@
-"""aefast: fast autoencoders, from Hebbian learning and PCA to VAEs."""
-from .exceptions import ModelFileError, TrainingDivergedError
-from .io import load, save
-from .models import Autoencoder
+"""aefast: fast autoencoders, from Hebbian learning and PCA to VAEs.
+
+Public names are loaded on first use (PEP 562): ``import aefast`` stays cheap
+and the scikit-learn / Numba machinery behind an estimator is imported when
+the estimator is first touched.
+"""
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Autoencoder", "ModelFileError", "TrainingDivergedError", "load", "save",
-           "__version__"]
+# public name -> module that defines it
+_LAZY = {
+    "Autoencoder": "aefast.models",
+    "LinearAutoencoder": "aefast.models",
+    "ModelFileError": "aefast.exceptions",
+    "TrainingDivergedError": "aefast.exceptions",
+    "load": "aefast.io",
+    "save": "aefast.io",
+}
+_SUBMODULES = {"datasets", "engine", "exceptions", "io", "models"}
+
+__all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"aefast.{name}")
+    else:
+        raise AttributeError(f"module 'aefast' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
