@@ -11,13 +11,15 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "Autoencoder": "aefast.models",
+    "HebbianNeuron": "aefast.models",
     "LinearAutoencoder": "aefast.models",
+    "OjaPCA": "aefast.models",
     "ModelFileError": "aefast.exceptions",
     "TrainingDivergedError": "aefast.exceptions",
     "load": "aefast.io",
     "save": "aefast.io",
 }
-_SUBMODULES = {"datasets", "engine", "exceptions", "io", "models"}
+_SUBMODULES = {"apps", "data", "datasets", "engine", "exceptions", "io", "metrics", "models"}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 

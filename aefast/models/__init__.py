@@ -1,5 +1,7 @@
 """Estimators: thin scikit-learn front ends to the engine and kernels."""
 from .autoencoder import Autoencoder
+from .hebbian import HebbianNeuron
 from .linear import LinearAutoencoder
+from .oja import OjaPCA
 
-__all__ = ["Autoencoder", "LinearAutoencoder"]
+__all__ = ["Autoencoder", "HebbianNeuron", "LinearAutoencoder", "OjaPCA"]
