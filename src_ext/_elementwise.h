@@ -45,15 +45,6 @@ static int ae_cpu_level(void)
 #define AE_AVX512
 #define AE_AVX2
 static int ae_cpu_level(void) { return 0; }
-AE_DISPATCH(double, ae_bce_f, (const float *z, const float *x, float *delta, ptrdiff_t n,
-                               float scale), (z, x, delta, n, scale))
-AE_DISPATCH(double, ae_sse_f, (const float *out, const float *x, float *delta, ptrdiff_t n,
-                               float scale), (out, x, delta, n, scale))
-AE_DISPATCH(int, ae_adam_f, (float *p, const float *g, float *m, float *v, ptrdiff_t n,
-                             float b1, float b2, float step, float inv_sqrt_bc2, float eps),
-            (p, g, m, v, n, b1, b2, step, inv_sqrt_bc2, eps))
-AE_DISPATCH(int, ae_all_finite_f, (const float *a, ptrdiff_t n), (a, n))
-
 #endif
 
 #define AE_DISPATCH(ret, name, params, args)                                  \
@@ -113,13 +104,13 @@ static inline float ae_log1p_unit_f(float e)
     return p + (big ? 0.693147180559945f : 0.0f);
 }
 
-/* Sum of Bernoulli cross-entropies from logits z against targets x; with
- * delta non-NULL also delta = scale * (sigmoid(z) - x). */
 /* Loss sums: a float SIMD reduction per block of AE_BLOCK elements (mixing
  * float lanes with a double accumulator defeats GCC's AVX2 vectoriser), blocks
  * added in double, so the sum keeps about float precision per block. */
 #define AE_BLOCK 1024
 
+/* Sum of Bernoulli cross-entropies from logits z against targets x; with
+ * delta non-NULL also delta = scale * (sigmoid(z) - x). */
 AE_BODY double ae_bce_f_body(const float *z, const float *x, float *delta,
                              ptrdiff_t n, float scale)
 {
@@ -255,6 +246,94 @@ static int ae_all_finite_d(const double *a, ptrdiff_t n)
     return acc == 0.0;
 }
 
+/* Activation codes, as in engine/network.py. */
+enum { AE_IDENTITY = 0, AE_RELU = 1, AE_LEAKY_RELU = 2, AE_TANH = 3, AE_SIGMOID = 4,
+       AE_SOFTPLUS = 5 };
+
+/* z <- act(z + b) row by row, one pass after the GEMM. tanh keeps libm
+ * (a branch-free tanh loses relative accuracy near 0). */
+AE_BODY int ae_bias_act_f_body(float *z, const float *b, ptrdiff_t rows, ptrdiff_t cols,
+                               int act, float slope)
+{
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        float *row = z + i * cols;
+        switch (act) {
+        case AE_IDENTITY:
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < cols; j++)
+                row[j] += b[j];
+            break;
+        case AE_RELU:
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < cols; j++) {
+                float v = row[j] + b[j];
+                row[j] = v > 0.0f ? v : 0.0f;
+            }
+            break;
+        case AE_LEAKY_RELU:
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < cols; j++) {
+                float v = row[j] + b[j];
+                row[j] = v > 0.0f ? v : slope * v;
+            }
+            break;
+        case AE_TANH:
+            for (ptrdiff_t j = 0; j < cols; j++)
+                row[j] = tanhf(row[j] + b[j]);
+            break;
+        case AE_SIGMOID:
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < cols; j++) {
+                float v = row[j] + b[j];
+                float e = ae_exp_neg_f(-fabsf(v));
+                row[j] = (v >= 0.0f ? 1.0f : e) / (1.0f + e);
+            }
+            break;
+        default: /* softplus */
+            #pragma omp simd
+            for (ptrdiff_t j = 0; j < cols; j++) {
+                float v = row[j] + b[j];
+                row[j] = (v > 0.0f ? v : 0.0f) + ae_log1p_unit_f(ae_exp_neg_f(-fabsf(v)));
+            }
+        }
+    }
+    return 0;
+}
+
+/* d <- d * act'(z), written through the output a = act(z). softplus keeps
+ * libm's expm1 (1 - exp(-a) cancels for small a). */
+AE_BODY int ae_act_grad_f_body(float *d, const float *a, ptrdiff_t n, int act, float slope)
+{
+    switch (act) {
+    case AE_IDENTITY:
+        break;
+    case AE_RELU:
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            d[j] = a[j] > 0.0f ? d[j] : 0.0f;
+        break;
+    case AE_LEAKY_RELU:
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            d[j] = a[j] > 0.0f ? d[j] : slope * d[j];
+        break;
+    case AE_TANH:
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            d[j] *= 1.0f - a[j] * a[j];
+        break;
+    case AE_SIGMOID:
+        #pragma omp simd
+        for (ptrdiff_t j = 0; j < n; j++)
+            d[j] *= a[j] * (1.0f - a[j]);
+        break;
+    default: /* softplus: sigmoid(z) = 1 - exp(-a) */
+        for (ptrdiff_t j = 0; j < n; j++)
+            d[j] *= -expm1f(-a[j]);
+    }
+    return 0;
+}
+
 AE_DISPATCH(double, ae_bce_f, (const float *z, const float *x, float *delta, ptrdiff_t n,
                                float scale), (z, x, delta, n, scale))
 AE_DISPATCH(double, ae_sse_f, (const float *out, const float *x, float *delta, ptrdiff_t n,
@@ -263,5 +342,9 @@ AE_DISPATCH(int, ae_adam_f, (float *p, const float *g, float *m, float *v, ptrdi
                              float b1, float b2, float step, float inv_sqrt_bc2, float eps),
             (p, g, m, v, n, b1, b2, step, inv_sqrt_bc2, eps))
 AE_DISPATCH(int, ae_all_finite_f, (const float *a, ptrdiff_t n), (a, n))
+AE_DISPATCH(int, ae_bias_act_f, (float *z, const float *b, ptrdiff_t rows, ptrdiff_t cols,
+                                 int act, float slope), (z, b, rows, cols, act, slope))
+AE_DISPATCH(int, ae_act_grad_f, (float *d, const float *a, ptrdiff_t n, int act, float slope),
+            (d, a, n, act, slope))
 
 #endif

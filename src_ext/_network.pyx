@@ -44,6 +44,9 @@ cdef extern from "_elementwise.h" nogil:
                    double b2, double step, double inv_sqrt_bc2, double eps)
     int ae_all_finite_f(const float* a, Py_ssize_t n)
     int ae_all_finite_d(const double* a, Py_ssize_t n)
+    int ae_bias_act_f(float* z, const float* b, Py_ssize_t rows, Py_ssize_t cols, int act,
+                      float slope)
+    int ae_act_grad_f(float* d, const float* a, Py_ssize_t n, int act, float slope)
 
 ctypedef fused floating:
     float
@@ -135,6 +138,9 @@ cdef void _bias_activation(floating* z, const floating* b, Py_ssize_t rows,
     cdef Py_ssize_t i, j
     cdef floating v
     cdef floating* row
+    if floating is float:  # vectorised C (src_ext/_elementwise.h)
+        ae_bias_act_f(z, b, rows, cols, act, slope)
+        return
     for i in range(rows):
         row = z + i * cols
         if act == ACT_IDENTITY:
@@ -181,7 +187,9 @@ cdef void _mul_derivative(floating* d, const floating* a, Py_ssize_t n, int act,
                           floating slope) noexcept nogil:
     """d <- d * act'(z), with act' written through the output a = act(z)."""
     cdef Py_ssize_t j
-    cdef floating v
+    if floating is float:  # vectorised C (src_ext/_elementwise.h)
+        ae_act_grad_f(d, a, n, act, slope)
+        return
     if act == ACT_IDENTITY:
         return
     elif act == ACT_RELU:

@@ -11,6 +11,7 @@ from ..engine.losses import resolve_loss
 from ..engine.network import Network, check_activation
 from ..engine.optimizers import Optimizer, OptimizerState
 from ..engine.training import History, TrainingConfig, split_validation, train
+from ._random import as_generator
 from ._validation import (check_device, check_dtype, check_float, check_int,
                           in_unit_interval)
 
@@ -194,12 +195,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         return sizes, acts
 
     def _rng(self):
-        rs = self.random_state
-        if isinstance(rs, np.random.Generator):
-            return rs
-        if isinstance(rs, np.random.RandomState):
-            return np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
-        return np.random.default_rng(rs)
+        return as_generator(self.random_state)
 
     # --------------------------------------------------------------- training
     def _initialize(self, X, hidden, rng):
