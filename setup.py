@@ -1,4 +1,6 @@
 """The Cython extensions of aefast; all other metadata lives in pyproject.toml."""
+import os
+
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -6,15 +8,22 @@ from setuptools import Extension, setup
 # -fopenmp-simd: OpenMP SIMD pragmas only (no runtime); -fno-math-errno lets
 # sqrt vectorise. No -ffast-math: the engine's NaN/inf checks need IEEE rules.
 COMPILE_ARGS = ["-O3", "-ffp-contract=fast", "-fopenmp-simd", "-fno-math-errno"]
-NAMES = ["_network"]
+NAMES = ["_network", "_topk"]
+# OpenMP threads (Cython prange over rows) for _topk only; every other
+# extension stays free of the OpenMP runtime.
+OPENMP = {"_topk": ["-fopenmp"]}
 
 extensions = [
     Extension(
         f"aefast._ext.{name}",
         [f"src_ext/{name}.pyx"],
         include_dirs=[np.get_include(), "src_ext"],
-        depends=["src_ext/_elementwise.h"],
-        extra_compile_args=COMPILE_ARGS,
+        # numpy.random's C distributions (corruption noise in the training step)
+        library_dirs=[os.path.join(os.path.dirname(np.__file__), "random", "lib")],
+        libraries=["npyrandom"],
+        depends=["src_ext/_elementwise.h", "src_ext/_topk.h"],
+        extra_compile_args=COMPILE_ARGS + OPENMP.get(name, []),
+        extra_link_args=OPENMP.get(name, []),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in NAMES

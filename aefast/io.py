@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 
+from .engine.regularizers import part_from_dict
 from .exceptions import ModelFileError
 
 FORMAT_NAME = "aefast-model"
@@ -35,6 +36,8 @@ def _jsonable_params(params):
             value = None  # a generator's state is not a parameter worth keeping
         elif isinstance(value, type) and issubclass(value, np.generic):
             value = np.dtype(value).name
+        elif hasattr(value, "to_dict"):  # sparsity / corruption parts
+            value = value.to_dict()
         try:
             json.dumps(value)
         except TypeError:
@@ -104,6 +107,8 @@ def load(path):
         for key, value in params.items():
             if isinstance(value, list):
                 params[key] = tuple(value)
+            elif isinstance(value, dict) and "part" in value:
+                params[key] = part_from_dict(value)
         model = cls(**params)
         model._set_fitted_state(meta["state"], arrays)
     except (KeyError, TypeError, ValueError) as exc:

@@ -27,10 +27,21 @@ without returning to Python; a Python call covers many batches.
 Status codes report a non-finite loss or gradient *before* the update, so the
 parameters stay at their last finite values.
 """
-from libc.math cimport exp, expm1, log1p, fabs, sqrt, tanh, isfinite
+from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, tanh, isfinite
 from libc.string cimport memcpy, memset
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from numpy.random cimport bitgen_t
+from numpy.random.c_distributions cimport random_standard_normal, random_standard_normal_f
 from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+import numpy as np
+
+cdef extern from "_topk.h" nogil:
+    void ae_topk_row_f(const float* x, Py_ssize_t n, Py_ssize_t k, float* values,
+                       int64_t* indices)
+    void ae_topk_row_d(const double* x, Py_ssize_t n, Py_ssize_t k, double* values,
+                       int64_t* indices)
 
 cdef extern from "_elementwise.h" nogil:
     double ae_bce_f(const float* z, const float* x, float* delta, Py_ssize_t n, float scale)
@@ -73,6 +84,20 @@ cdef enum:
     OPT_NESTEROV = 2
     OPT_ADAM = 3
 
+# Code-layer sparsity (engine/regularizers.py).
+cdef enum:
+    SP_NONE = 0
+    SP_L1 = 1
+    SP_KL = 2
+    SP_TOPK = 3
+
+# Input corruption (engine/regularizers.py).
+cdef enum:
+    CO_NONE = 0
+    CO_GAUSSIAN = 1
+    CO_MASKING = 2
+    CO_SALT_PEPPER = 3
+
 # Status codes returned to Python.
 cdef enum:
     ST_OK = 0
@@ -86,6 +111,21 @@ STATUS_NONFINITE_GRAD = ST_NONFINITE_GRAD
 cdef char TR_N = b'N'
 cdef char TR_T = b'T'
 
+cdef struct Reg:
+    Py_ssize_t code_block     # workspace block of the code (0: no code-layer part)
+    int sparsity
+    double weight             # L1 / KL penalty weight
+    double target             # KL target mean activation
+    Py_ssize_t k              # TopK active units per row in training
+    bint normalize_decoder    # TopK: rows of the first decoder matrix kept at unit norm
+    int corruption
+    double level              # noise std or corrupted fraction
+    double low, high          # salt-and-pepper values
+    bitgen_t* rng
+    int64_t* fired            # per code unit: times selected with a non-zero value, or NULL
+    double* rho               # per code unit: batch mean activation (KL workspace)
+
+
 cdef struct Spec:
     Py_ssize_t n_layers
     const int64_t* sizes      # n_layers + 1
@@ -94,6 +134,7 @@ cdef struct Spec:
     const int64_t* b_off      # n_layers
     int loss
     double leaky_slope
+    const Reg* reg
 
 cdef struct OptConfig:
     int kind
@@ -165,24 +206,6 @@ cdef void _bias_activation(floating* z, const floating* b, Py_ssize_t rows,
                 row[j] = _softplus(row[j] + b[j])
 
 
-cdef void _apply_activation(floating* z, Py_ssize_t n, int act, floating slope) noexcept nogil:
-    """z <- act(z) in place (logits to outputs at inference)."""
-    cdef Py_ssize_t j
-    cdef floating v
-    for j in range(n):
-        v = z[j]
-        if act == ACT_RELU:
-            z[j] = v if v > 0 else 0
-        elif act == ACT_LEAKY_RELU:
-            z[j] = v if v > 0 else slope * v
-        elif act == ACT_TANH:
-            z[j] = tanh(v)
-        elif act == ACT_SIGMOID:
-            z[j] = _sigmoid(v)
-        elif act == ACT_SOFTPLUS:
-            z[j] = _softplus(v)
-
-
 cdef void _mul_derivative(floating* d, const floating* a, Py_ssize_t n, int act,
                           floating slope) noexcept nogil:
     """d <- d * act'(z), with act' written through the output a = act(z)."""
@@ -220,32 +243,175 @@ cdef inline Py_ssize_t _block_offset(const Spec* s, Py_ssize_t layer,
     return off
 
 
+cdef inline void _topk_row(const floating* x, Py_ssize_t n, Py_ssize_t k, floating* values,
+                           int64_t* indices) noexcept nogil:
+    if floating is float:
+        ae_topk_row_f(x, n, k, values, indices)
+    else:
+        ae_topk_row_d(x, n, k, values, indices)
+
+
+cdef void _keep_topk(floating* code, Py_ssize_t rows, Py_ssize_t width, Py_ssize_t k,
+                     int64_t* idx, floating* values, int64_t* fired) noexcept nogil:
+    """Zero all but the k largest entries of each row; idx gets their columns."""
+    cdef Py_ssize_t i, t
+    cdef floating* row
+    for i in range(rows):
+        row = code + i * width
+        _topk_row(row, width, k, values, idx + i * k)
+        memset(row, 0, width * sizeof(floating))
+        for t in range(k):
+            row[idx[i * k + t]] = values[t]
+            if fired != NULL and values[t] != 0:
+                fired[idx[i * k + t]] += 1
+
+
+cdef void _sparse_decode(const floating* code, Py_ssize_t rows, Py_ssize_t width,
+                         Py_ssize_t k, const int64_t* idx, const floating* w,
+                         Py_ssize_t n_out, floating* z) noexcept nogil:
+    """z <- code @ W touching only the k active rows of W per sample: O(rows k n_out)."""
+    cdef Py_ssize_t i, t, j, c
+    cdef floating v
+    cdef floating* zrow
+    cdef const floating* wrow
+    memset(z, 0, rows * n_out * sizeof(floating))
+    for i in range(rows):
+        zrow = z + i * n_out
+        for t in range(k):
+            j = idx[i * k + t]
+            v = code[i * width + j]
+            if v != 0:
+                wrow = w + j * n_out
+                for c in range(n_out):
+                    zrow[c] += v * wrow[c]
+
+
 cdef void _forward(const Spec* s, const floating* params, floating* ws,
                    Py_ssize_t stride, Py_ssize_t rows, Py_ssize_t first,
-                   Py_ssize_t last, bint keep_logits) noexcept nogil:
+                   Py_ssize_t last, bint keep_logits, Py_ssize_t topk,
+                   int64_t* idx, floating* values, int64_t* fired) noexcept nogil:
     """Forward through layers [first, last) of blocks laid out for `stride` rows.
 
     The input must already sit in block `first`. With `keep_logits`, the last
-    layer is left as pre-activation plus bias (logits).
+    layer is left as pre-activation plus bias (logits). With `topk` > 0 the
+    code block keeps its `topk` largest units per row (columns in `idx`), and
+    the next layer decodes from those rows of its weights only.
     """
     cdef Py_ssize_t l, n_in, n_out
+    cdef Py_ssize_t cb = s.reg.code_block
     cdef floating* h
     cdef floating* z
     cdef int act
+    cdef bint sparse_input
     for l in range(first, last):
         n_in = s.sizes[l]
         n_out = s.sizes[l + 1]
         h = ws + _block_offset(s, l, stride)
         z = ws + _block_offset(s, l + 1, stride)
-        # Z^T (n_out x rows, col-major) = W^T (n_out x n_in) @ H^T (n_in x rows)
-        _gemm(TR_N, TR_N, <int>n_out, <int>rows, <int>n_in, <floating>1.0,
-              params + s.w_off[l], <int>n_out, h, <int>n_in, <floating>0.0,
-              z, <int>n_out)
+        sparse_input = topk > 0 and l == cb and first < cb
+        if sparse_input:
+            _sparse_decode(h, rows, n_in, topk, idx, params + s.w_off[l], n_out, z)
+        else:
+            # Z^T (n_out x rows, col-major) = W^T (n_out x n_in) @ H^T (n_in x rows)
+            _gemm(TR_N, TR_N, <int>n_out, <int>rows, <int>n_in, <floating>1.0,
+                  params + s.w_off[l], <int>n_out, h, <int>n_in, <floating>0.0,
+                  z, <int>n_out)
         act = <int>s.acts[l]
         if keep_logits and l == last - 1:
             act = ACT_IDENTITY
         _bias_activation(z, params + s.b_off[l], rows, n_out, act,
                          <floating>s.leaky_slope)
+        if topk > 0 and l + 1 == cb:
+            _keep_topk(z, rows, n_out, topk, idx, values, fired)
+
+
+cdef double _code_penalty(const Spec* s, const floating* code, Py_ssize_t rows,
+                          Py_ssize_t width) noexcept nogil:
+    """Value of the L1-activity or KL-sparsity penalty on a batch of codes.
+
+    L1: weight * mean over rows of sum_j |h_ij|. KL: weight * sum_j
+    KL(target || rho_j) with rho_j the batch mean of unit j (kept in reg.rho,
+    clipped to [1e-7, 1 - 1e-7]).
+    """
+    cdef const Reg* r = s.reg
+    cdef Py_ssize_t i, j
+    cdef double total = 0.0, rho, t = r.target
+    if r.sparsity == SP_L1:
+        for i in range(rows * width):
+            total += fabs(code[i])
+        return r.weight * total / rows
+    if r.sparsity == SP_KL:
+        for j in range(width):
+            r.rho[j] = 0.0
+        for i in range(rows):
+            for j in range(width):
+                r.rho[j] += code[i * width + j]
+        for j in range(width):
+            rho = min(max(r.rho[j] / rows, 1e-7), 1.0 - 1e-7)
+            r.rho[j] = rho
+            total += t * log(t / rho) + (1.0 - t) * log((1.0 - t) / (1.0 - rho))
+        return r.weight * total
+    return 0.0
+
+
+cdef void _add_code_penalty_grad(const Spec* s, const floating* code, floating* d,
+                                 Py_ssize_t rows, Py_ssize_t width) noexcept nogil:
+    """d (dLoss/dcode) += gradient of the code penalty (needs _code_penalty first)."""
+    cdef const Reg* r = s.reg
+    cdef Py_ssize_t i, j
+    cdef floating c
+    if r.sparsity == SP_L1:
+        c = <floating>(r.weight / rows)
+        for i in range(rows * width):
+            if code[i] > 0:
+                d[i] += c
+            elif code[i] < 0:
+                d[i] -= c
+    elif r.sparsity == SP_KL:
+        for j in range(width):
+            # stash the per-unit gradient in rho's place (rho is not needed again)
+            r.rho[j] = r.weight * (-r.target / r.rho[j] + (1.0 - r.target) / (1.0 - r.rho[j])) / rows
+        for i in range(rows):
+            for j in range(width):
+                d[i * width + j] += <floating>r.rho[j]
+
+
+cdef void _corrupt(const Reg* r, const floating* clean, floating* out, Py_ssize_t n) noexcept nogil:
+    """out <- corrupted copy of clean (Gaussian, masking or salt-and-pepper noise)."""
+    cdef Py_ssize_t j
+    cdef uint32_t threshold, u
+    cdef floating std = <floating>r.level
+    if r.corruption == CO_GAUSSIAN:
+        for j in range(n):
+            if floating is float:
+                out[j] = clean[j] + std * random_standard_normal_f(r.rng)
+            else:
+                out[j] = clean[j] + std * random_standard_normal(r.rng)
+        return
+    # A uniform 32-bit draw below fraction * 2^32 selects an entry.
+    threshold = <uint32_t>min(r.level * 4294967296.0, 4294967295.0)
+    for j in range(n):
+        u = r.rng.next_uint32(r.rng.state)
+        if u < threshold:
+            if r.corruption == CO_MASKING:
+                out[j] = 0
+            else:
+                out[j] = <floating>(r.high if (u & 1) else r.low)
+        else:
+            out[j] = clean[j]
+
+
+cdef void _normalize_rows(floating* w, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef double norm
+    for i in range(rows):
+        norm = 0.0
+        for j in range(cols):
+            norm += w[i * cols + j] * w[i * cols + j]
+        if norm > 0:
+            norm = 1.0 / sqrt(norm)
+            for j in range(cols):
+                w[i * cols + j] *= <floating>norm
 
 
 cdef inline double _loss_sum(int loss, const floating* out, const floating* target,
@@ -284,16 +450,46 @@ cdef double _loss_and_delta(const Spec* s, const floating* out, const floating* 
     return total
 
 
+cdef void _sparse_decode_backward(const floating* code, floating* d_code,
+                                  Py_ssize_t rows, Py_ssize_t width, Py_ssize_t k,
+                                  const int64_t* idx, const floating* w, floating* gw,
+                                  const floating* d, Py_ssize_t n_out) noexcept nogil:
+    """Backward of _sparse_decode: gw rows and d_code entries of active units only."""
+    cdef Py_ssize_t i, t, j, c
+    cdef floating v, acc
+    cdef const floating* drow
+    cdef const floating* wrow
+    cdef floating* grow
+    memset(gw, 0, width * n_out * sizeof(floating))
+    memset(d_code, 0, rows * width * sizeof(floating))
+    for i in range(rows):
+        drow = d + i * n_out
+        for t in range(k):
+            j = idx[i * k + t]
+            wrow = w + j * n_out
+            v = code[i * width + j]
+            if v != 0:
+                grow = gw + j * n_out
+                for c in range(n_out):
+                    grow[c] += v * drow[c]
+            acc = 0
+            for c in range(n_out):
+                acc += drow[c] * wrow[c]
+            d_code[i * width + j] = acc
+
+
 cdef double _backward(const Spec* s, const floating* params, floating* grads,
                       const floating* ws, floating* delta_a, floating* delta_b,
                       Py_ssize_t stride, Py_ssize_t rows, double weight_decay,
-                      double weight_l1) noexcept nogil:
+                      double weight_l1, Py_ssize_t topk, const int64_t* idx) noexcept nogil:
     """Gradients of all layers from the output delta in delta_a.
 
     Returns the weight penalty value (L2 / 2 * sum W^2 + L1 * sum |W|) so the
-    caller can add it to the objective.
+    caller can add it to the objective. Code-layer penalties (L1 activity, KL
+    sparsity) add their gradient where the delta reaches the code block.
     """
     cdef Py_ssize_t l, i, j, n_in, n_out, nw
+    cdef Py_ssize_t cb = s.reg.code_block
     cdef const floating* h
     cdef floating* d = delta_a
     cdef floating* d_next = delta_b
@@ -303,6 +499,7 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
     cdef const floating* w
     cdef double penalty = 0.0
     cdef floating wv
+    cdef bint sparse_input
     for l in range(s.n_layers - 1, -1, -1):
         n_in = s.sizes[l]
         n_out = s.sizes[l + 1]
@@ -310,9 +507,13 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
         w = params + s.w_off[l]
         gw = grads + s.w_off[l]
         gb = grads + s.b_off[l]
-        # dW^T (n_out x n_in) = dZ^T (n_out x rows) @ H (rows x n_in)
-        _gemm(TR_N, TR_T, <int>n_out, <int>n_in, <int>rows, <floating>1.0,
-              d, <int>n_out, h, <int>n_in, <floating>0.0, gw, <int>n_out)
+        sparse_input = topk > 0 and l == cb
+        if sparse_input:
+            _sparse_decode_backward(h, d_next, rows, n_in, topk, idx, w, gw, d, n_out)
+        else:
+            # dW^T (n_out x n_in) = dZ^T (n_out x rows) @ H (rows x n_in)
+            _gemm(TR_N, TR_T, <int>n_out, <int>n_in, <int>rows, <floating>1.0,
+                  d, <int>n_out, h, <int>n_in, <floating>0.0, gw, <int>n_out)
         memset(gb, 0, n_out * sizeof(floating))
         for i in range(rows):
             for j in range(n_out):
@@ -328,9 +529,12 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
                 elif wv < 0:
                     gw[j] -= <floating>weight_l1
         if l > 0:
-            # dH^T (n_in x rows) = W (n_in x n_out) @ dZ^T (n_out x rows)
-            _gemm(TR_T, TR_N, <int>n_in, <int>rows, <int>n_out, <floating>1.0,
-                  w, <int>n_out, d, <int>n_out, <floating>0.0, d_next, <int>n_in)
+            if not sparse_input:
+                # dH^T (n_in x rows) = W (n_in x n_out) @ dZ^T (n_out x rows)
+                _gemm(TR_T, TR_N, <int>n_in, <int>rows, <int>n_out, <floating>1.0,
+                      w, <int>n_out, d, <int>n_out, <floating>0.0, d_next, <int>n_in)
+            if l == cb and (s.reg.sparsity == SP_L1 or s.reg.sparsity == SP_KL):
+                _add_code_penalty_grad(s, h, d_next, rows, n_in)
             _mul_derivative(d_next, h, rows * n_in, <int>s.acts[l - 1],
                             <floating>s.leaky_slope)
             tmp = d
@@ -384,15 +588,94 @@ cdef void _gather(const floating* X, Py_ssize_t n_features, const int64_t* idx,
                n_features * sizeof(floating))
 
 
+cdef class Regularization:
+    """Code-layer sparsity and input corruption of one network, for the kernels.
+
+    Parameters
+    ----------
+    code_block : int
+        Workspace block of the code (the number of encoder layers); 0 disables
+        every code-layer part.
+    sparsity : {0: none, 1: L1 activity, 2: KL sparsity, 3: TopK}
+    weight, target : float
+        Penalty weight; KL target mean activation.
+    k, encode_k : int
+        TopK active units per row in training and at inference.
+    normalize_decoder : bool
+        TopK: rescale the rows of the first decoder matrix to unit norm after
+        every update.
+    corruption : {0: none, 1: Gaussian, 2: masking, 3: salt-and-pepper}
+    level, low, high : float
+        Noise std or corrupted fraction; salt-and-pepper values.
+    bit_generator : numpy.random.BitGenerator or None
+        Source of the corruption noise (required when corruption != 0).
+    n_code : int
+        Width of the code (size of the firing counters).
+    """
+    cdef Reg reg
+    cdef public Py_ssize_t encode_k
+    cdef object _bit_generator
+    cdef object _capsule
+    cdef int64_t[::1] _fired
+    cdef double[::1] _rho
+
+    def __init__(self, Py_ssize_t code_block=0, int sparsity=SP_NONE, double weight=0.0,
+                 double target=0.0, Py_ssize_t k=0, Py_ssize_t encode_k=0,
+                 bint normalize_decoder=False, int corruption=CO_NONE, double level=0.0,
+                 double low=0.0, double high=1.0, bit_generator=None, Py_ssize_t n_code=0):
+        if sparsity != SP_NONE and code_block < 1:
+            raise ValueError("code-layer sparsity needs a code block")
+        if sparsity == SP_TOPK and not (1 <= k <= n_code and 1 <= encode_k <= n_code):
+            raise ValueError("TopK needs 1 <= k, encode_k <= n_code")
+        if corruption != CO_NONE and bit_generator is None:
+            raise ValueError("corruption needs a bit generator")
+        self.reg.code_block = code_block
+        self.reg.sparsity = sparsity
+        self.reg.weight = weight
+        self.reg.target = target
+        self.reg.k = k if sparsity == SP_TOPK else 0
+        self.encode_k = encode_k if sparsity == SP_TOPK else 0
+        self.reg.normalize_decoder = normalize_decoder and sparsity == SP_TOPK
+        self.reg.corruption = corruption
+        self.reg.level = level
+        self.reg.low = low
+        self.reg.high = high
+        self.reg.rng = NULL
+        if bit_generator is not None:
+            self._bit_generator = bit_generator
+            self._capsule = bit_generator.capsule
+            self.reg.rng = <bitgen_t*>PyCapsule_GetPointer(self._capsule, "BitGenerator")
+        self._fired = np.zeros(max(n_code, 1), dtype=np.int64)
+        self._rho = np.zeros(max(n_code, 1), dtype=np.float64)
+        self.reg.fired = &self._fired[0]
+        self.reg.rho = &self._rho[0]
+
+    @property
+    def fired(self):
+        """Per code unit: training selections with a non-zero value (TopK)."""
+        return np.asarray(self._fired)
+
+    def reset_fired(self):
+        self._fired[:] = 0
+
+
+cdef Regularization _NO_REGULARIZATION = Regularization()
+
+
 cdef Spec _make_spec(const int64_t[::1] sizes, const int64_t[::1] acts,
                      const int64_t[::1] w_off, const int64_t[::1] b_off,
-                     int loss, double leaky_slope) except *:
+                     int loss, double leaky_slope, Regularization reg) except *:
     cdef Spec s
     cdef Py_ssize_t n_layers = acts.shape[0]
     if sizes.shape[0] != n_layers + 1 or w_off.shape[0] != n_layers or b_off.shape[0] != n_layers:
         raise ValueError("inconsistent network spec arrays")
     if n_layers < 1:
         raise ValueError("a network needs at least one layer")
+    if reg is None:
+        reg = _NO_REGULARIZATION
+    if reg.reg.code_block >= n_layers or (reg.reg.sparsity == SP_TOPK and
+                                          sizes[reg.reg.code_block] < max(reg.reg.k, reg.encode_k)):
+        raise ValueError("the regularization does not fit this network")
     s.n_layers = n_layers
     s.sizes = &sizes[0]
     s.acts = &acts[0]
@@ -400,6 +683,7 @@ cdef Spec _make_spec(const int64_t[::1] sizes, const int64_t[::1] acts,
     s.b_off = &b_off[0]
     s.loss = loss
     s.leaky_slope = leaky_slope
+    s.reg = &reg.reg
     return s
 
 
@@ -425,29 +709,36 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                   Py_ssize_t start, Py_ssize_t stop, Py_ssize_t batch_size,
                   const int64_t[::1] sizes, const int64_t[::1] acts,
                   const int64_t[::1] w_off, const int64_t[::1] b_off,
-                  int loss, double leaky_slope,
+                  int loss, double leaky_slope, Regularization reg,
                   floating[::1] params, floating[::1] grads,
                   floating[::1] state1, floating[::1] state2,
-                  floating[::1] ws, floating[::1] delta_ws,
+                  floating[::1] ws, floating[::1] delta_ws, floating[::1] target_ws,
                   int optimizer, double lr, double beta1, double beta2, double eps,
                   double momentum, double weight_decay, double weight_l1,
                   int64_t t, double[::1] batch_losses):
     """Train on the batches order[start:stop] in steps of `batch_size` rows.
 
-    Each step gathers its rows of X through `order`, runs forward, loss,
-    backward and the optimizer update. batch_losses[i] receives the mean loss
-    (plus weight penalty) of step i. Returns (steps_done, status); on a
-    non-finite loss or gradient the failing step is not applied.
+    Each step gathers its rows of X through `order` (into `target_ws` when the
+    input is corrupted, the corrupted copy going to the network), runs forward,
+    loss, code penalties, backward and the optimizer update. batch_losses[i]
+    receives the mean loss (plus penalties) of step i. Returns (steps_done,
+    status); on a non-finite loss or gradient the failing step is not applied.
     """
-    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope)
+    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope, reg)
     cdef OptConfig o
     cdef Py_ssize_t n_features = X.shape[1]
     cdef Py_ssize_t n_out = sizes[sizes.shape[0] - 1]
     cdef Py_ssize_t n_params = params.shape[0]
     cdef Py_ssize_t need_ws, need_delta, pos, rows, steps = 0, n_steps
+    cdef Py_ssize_t cb = s.reg.code_block, k = s.reg.k, width
     cdef floating* out
+    cdef floating* target
+    cdef floating* code
     cdef double data_loss, penalty
     cdef int status = ST_OK
+    cdef bint corrupt = s.reg.corruption != CO_NONE
+    cdef int64_t[::1] idx = np.zeros(max(batch_size * k, 1), dtype=np.int64)
+    cdef floating[::1] values = np.zeros(max(k, 1), dtype=np.asarray(params).dtype)
     if n_features != sizes[0] or n_out != n_features:
         raise ValueError("X has %d features, the network expects %d in and %d out"
                          % (n_features, sizes[0], n_out))
@@ -458,6 +749,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     need_ws, need_delta = workspace_sizes(sizes, batch_size)
     if ws.shape[0] < need_ws or delta_ws.shape[0] < need_delta:
         raise ValueError("workspace too small")
+    if corrupt and target_ws.shape[0] < batch_size * n_features:
+        raise ValueError("target workspace too small")
     if grads.shape[0] != n_params or state1.shape[0] != n_params or state2.shape[0] != n_params:
         raise ValueError("gradient and optimizer state buffers must match params")
     if X.shape[0] == 0:
@@ -481,23 +774,35 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
         pos = start
         while pos < stop:
             rows = min(batch_size, stop - pos)
-            _gather(&X[0, 0], n_features, &order[pos], rows, &ws[0])
+            if corrupt:
+                target = &target_ws[0]
+                _gather(&X[0, 0], n_features, &order[pos], rows, target)
+                _corrupt(s.reg, target, &ws[0], rows * n_features)
+            else:
+                target = &ws[0]
+                _gather(&X[0, 0], n_features, &order[pos], rows, target)
             _forward(&s, &params[0], &ws[0], batch_size, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE)
+                     s.loss == LOSS_BCE, k, &idx[0], &values[0], s.reg.fired)
             out = &ws[0] + _block_offset(&s, s.n_layers, batch_size)
-            data_loss = _loss_and_delta(&s, out, &ws[0], &delta_ws[0], rows, n_out,
+            data_loss = _loss_and_delta(&s, out, target, &delta_ws[0], rows, n_out,
                                         1.0 / (rows * n_out), NULL)
             data_loss /= rows * n_out
+            if cb > 0 and (s.reg.sparsity == SP_L1 or s.reg.sparsity == SP_KL):
+                width = s.sizes[cb]
+                code = &ws[0] + _block_offset(&s, cb, batch_size)
+                data_loss += _code_penalty(&s, code, rows, width)
             if not isfinite(data_loss):
                 status = ST_NONFINITE_LOSS
                 break
             penalty = _backward(&s, &params[0], &grads[0], &ws[0], &delta_ws[0],
                                 &delta_ws[0] + batch_size * _max_width(&s),
-                                batch_size, rows, weight_decay, weight_l1)
+                                batch_size, rows, weight_decay, weight_l1, k, &idx[0])
             if not _all_finite(&grads[0], n_params):
                 status = ST_NONFINITE_GRAD
                 break
             _optimizer_update(&o, &params[0], &grads[0], &state1[0], &state2[0], n_params)
+            if s.reg.normalize_decoder:
+                _normalize_rows(&params[0] + s.w_off[cb], s.sizes[cb], s.sizes[cb + 1])
             o.t += 1
             batch_losses[steps] = data_loss + penalty
             steps += 1
@@ -508,17 +813,22 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
 def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
                  const int64_t[::1] sizes, const int64_t[::1] acts,
                  const int64_t[::1] w_off, const int64_t[::1] b_off,
-                 double leaky_slope, const floating[::1] params,
+                 double leaky_slope, Regularization reg, const floating[::1] params,
                  Py_ssize_t first, Py_ssize_t last, floating[::1] ws,
                  Py_ssize_t block_rows, floating[:, ::1] out):
     """out <- network layers [first, last) applied to X[index] (with activations).
 
     X has sizes[first] columns and out has sizes[last]; rows are processed in
-    blocks of `block_rows` through the workspace.
+    blocks of `block_rows` through the workspace. A TopK code keeps
+    `reg.encode_k` units when the code block lies in (first, last].
     """
-    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, LOSS_MSE, leaky_slope)
+    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, LOSS_MSE, leaky_slope, reg)
     cdef Py_ssize_t n = index.shape[0], pos, rows, i, j
     cdef Py_ssize_t d_in, d_out
+    cdef Py_ssize_t cb = s.reg.code_block
+    cdef Py_ssize_t k = reg.encode_k if (reg is not None and first < cb <= last) else 0
+    cdef int64_t[::1] idx = np.zeros(max(block_rows * k, 1), dtype=np.int64)
+    cdef floating[::1] values = np.zeros(max(k, 1), dtype=np.asarray(out).dtype)
     cdef floating* res
     if not (0 <= first < last <= s.n_layers):
         raise ValueError("invalid layer range")
@@ -540,7 +850,8 @@ def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
             # Place the input in block `first` of a layout that starts there.
             _gather(&X[0, 0], d_in, &index[pos], rows,
                     &ws[0] + _block_offset(&s, first, block_rows))
-            _forward(&s, &params[0], &ws[0], block_rows, rows, first, last, False)
+            _forward(&s, &params[0], &ws[0], block_rows, rows, first, last, False,
+                     k, &idx[0], &values[0], NULL)
             res = &ws[0] + _block_offset(&s, last, block_rows)
             memcpy(&out[pos, 0], res, rows * d_out * sizeof(floating))
             pos += rows
@@ -549,12 +860,20 @@ def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
 def row_losses(const floating[:, ::1] X, const int64_t[::1] index,
                const int64_t[::1] sizes, const int64_t[::1] acts,
                const int64_t[::1] w_off, const int64_t[::1] b_off,
-               int loss, double leaky_slope, const floating[::1] params,
-               floating[::1] ws, Py_ssize_t block_rows, double[::1] out):
-    """out[i] <- the loss of reconstructing X[index[i]], averaged over features."""
-    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope)
+               int loss, double leaky_slope, Regularization reg,
+               const floating[::1] params, floating[::1] ws, Py_ssize_t block_rows,
+               double[::1] out):
+    """out[i] <- the loss of reconstructing X[index[i]], averaged over features.
+
+    Reconstruction only (no penalties, no corruption); a TopK code keeps
+    `reg.encode_k` units.
+    """
+    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope, reg)
     cdef Py_ssize_t n = index.shape[0], pos, rows, i
     cdef Py_ssize_t d = X.shape[1]
+    cdef Py_ssize_t k = reg.encode_k if reg is not None else 0
+    cdef int64_t[::1] idx = np.zeros(max(block_rows * k, 1), dtype=np.int64)
+    cdef floating[::1] values = np.zeros(max(k, 1), dtype=np.asarray(ws).dtype)
     cdef floating* res
     if d != sizes[0] or d != sizes[s.n_layers]:
         raise ValueError("X has %d features, the network expects %d" % (d, sizes[0]))
@@ -573,9 +892,21 @@ def row_losses(const floating[:, ::1] X, const int64_t[::1] index,
             rows = min(block_rows, n - pos)
             _gather(&X[0, 0], d, &index[pos], rows, &ws[0])
             _forward(&s, &params[0], &ws[0], block_rows, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE)
+                     s.loss == LOSS_BCE, k, &idx[0], &values[0], NULL)
             res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
             _loss_and_delta(&s, res, &ws[0], NULL, rows, d, 1.0, &out[pos])
             for i in range(rows):
                 out[pos + i] /= d
             pos += rows
+
+
+def corrupt(const floating[::1] clean, floating[::1] out, Regularization reg):
+    """out <- `clean` corrupted as `reg` says: the training step's kernel, exposed for tests."""
+    if reg is None or reg.reg.corruption == CO_NONE:
+        raise ValueError("reg has no corruption")
+    if out.shape[0] != clean.shape[0]:
+        raise ValueError("clean and out must have the same length")
+    if clean.shape[0] == 0:
+        return
+    with nogil:
+        _corrupt(&reg.reg, &clean[0], &out[0], clean.shape[0])

@@ -101,3 +101,44 @@ def optimizer_step(name, params, grad, state, lr, t, momentum=0.9, nesterov=Fals
     m_hat = m / (1 - beta_1 ** t)
     v_hat = v / (1 - beta_2 ** t)
     return params - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+# --- code-layer constraints (sparsity penalties, k-sparse codes) -------------
+
+def keep_topk(code, k):
+    """Zero all but the k largest entries of each row (ties: lower index first)."""
+    out = np.zeros_like(code)
+    for i, row in enumerate(code):
+        keep = np.argsort(-row, kind="stable")[:k]
+        out[i, keep] = row[keep]
+    return out
+
+
+def forward_constrained(weights, activations, X, code_layer, topk=None):
+    """Like ``forward``, with the output of layer ``code_layer - 1`` k-sparse."""
+    hs, zs = [np.asarray(X, float)], []
+    for layer, ((W, b), act) in enumerate(zip(weights, activations)):
+        z = hs[-1] @ W + b
+        zs.append(z)
+        h = activation(act, z)
+        if topk and layer + 1 == code_layer:
+            h = keep_topk(h, topk)
+        hs.append(h)
+    return zs, hs
+
+
+def code_penalty(kind, code, weight, target=None):
+    if kind == "l1":
+        return weight * np.sum(np.abs(code)) / code.shape[0]
+    rho = np.clip(code.mean(axis=0), 1e-7, 1 - 1e-7)
+    t = target
+    return weight * np.sum(t * np.log(t / rho) + (1 - t) * np.log((1 - t) / (1 - rho)))
+
+
+def objective_constrained(weights, activations, loss_name, X, code_layer, penalty=None,
+                          weight=0.0, target=None, topk=None):
+    zs, hs = forward_constrained(weights, activations, X, code_layer, topk)
+    value = loss(loss_name, zs, hs, X)
+    if penalty:
+        value += code_penalty(penalty, hs[code_layer], weight, target)
+    return value

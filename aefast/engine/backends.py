@@ -22,20 +22,25 @@ class CPUBackend:
     ----------
     network : aefast.engine.network.Network
     loss : {"mse", "bce"}
+    regularization : aefast._ext._network.Regularization or None
+        Code-layer sparsity and input corruption (see engine/regularizers.py).
     """
 
     name = "cpu"
 
-    def __init__(self, network, loss):
+    def __init__(self, network, loss, regularization=None):
         self.network = network
         self.loss_code = LOSS_CODES[loss]
+        self.regularization = regularization
         self._workspaces = {}
 
     def _workspace(self, rows):
         if rows not in self._workspaces:
             n_ws, n_delta = _network.workspace_sizes(self.network.sizes, rows)
             dtype = self.network.dtype
-            self._workspaces[rows] = (np.empty(n_ws, dtype), np.empty(n_delta, dtype))
+            # The clean batch, when the network sees a corrupted copy.
+            target = np.empty(rows * int(self.network.sizes[0]), dtype)
+            self._workspaces[rows] = (np.empty(n_ws, dtype), np.empty(n_delta, dtype), target)
         return self._workspaces[rows]
 
     def steps_per_call(self, batch_size):
@@ -46,10 +51,11 @@ class CPUBackend:
                       weight_decay, weight_l1, batch_losses):
         """Run the training steps over ``order[start:stop]``; see ``_network.train_batches``."""
         net = self.network
-        ws, delta = self._workspace(batch_size)
+        ws, delta, target = self._workspace(batch_size)
         steps, status = _network.train_batches(
             X, order, start, stop, batch_size, *net.spec(), self.loss_code, net.leaky_slope,
-            net.params, grads, state.state1, state.state2, ws, delta,
+            self.regularization, net.params, grads, state.state1, state.state2, ws, delta,
+            target,
             optimizer.code, optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2,
             optimizer.epsilon, optimizer.momentum, weight_decay, weight_l1, state.t,
             batch_losses)
@@ -63,9 +69,9 @@ class CPUBackend:
             index = np.arange(X.shape[0], dtype=np.int64)
         out = np.empty((index.shape[0], int(net.sizes[last])), dtype=net.dtype)
         rows = max(1, min(INFERENCE_BLOCK_ROWS, index.shape[0]))
-        ws, _ = self._workspace(rows)
-        _network.forward_rows(X, index, *net.spec(), net.leaky_slope, net.params,
-                              first, last, ws, rows, out)
+        ws = self._workspace(rows)[0]
+        _network.forward_rows(X, index, *net.spec(), net.leaky_slope, self.regularization,
+                              net.params, first, last, ws, rows, out)
         return out
 
     def row_losses(self, X, index=None):
@@ -75,14 +81,14 @@ class CPUBackend:
             index = np.arange(X.shape[0], dtype=np.int64)
         out = np.empty(index.shape[0], dtype=np.float64)
         rows = max(1, min(INFERENCE_BLOCK_ROWS, index.shape[0]))
-        ws, _ = self._workspace(rows)
+        ws = self._workspace(rows)[0]
         _network.row_losses(X, index, *net.spec(), self.loss_code, net.leaky_slope,
-                            net.params, ws, rows, out)
+                            self.regularization, net.params, ws, rows, out)
         return out
 
 
-def get_backend(device, network, loss):
+def get_backend(device, network, loss, regularization=None):
     """The backend for a resolved device name."""
     if device == "cpu":
-        return CPUBackend(network, loss)
+        return CPUBackend(network, loss, regularization)
     raise ValueError(f"device={device!r} has no backend in this build")

@@ -86,9 +86,12 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
     epochs = config.max_epochs if n_epochs is None else n_epochs
     best_params = None
     no_improvement = 0
+    regularization = getattr(backend, "regularization", None)
     try:
         for _ in range(epochs):
             tic = time.perf_counter()
+            if regularization is not None:
+                regularization.reset_fired()  # firing counts cover the last epoch
             order = rng.permutation(train_idx) if config.shuffle else train_idx
             epoch_loss = 0.0
             done = 0

@@ -10,6 +10,8 @@ from ..engine.backends import get_backend
 from ..engine.losses import resolve_loss
 from ..engine.network import Network, check_activation
 from ..engine.optimizers import Optimizer, OptimizerState
+from ..engine.regularizers import (check_corruption, check_sparsity, make_regularization,
+                                   part_from_dict)
 from ..engine.training import History, TrainingConfig, split_validation, train
 from ._random import as_generator
 from ._validation import (check_device, check_dtype, check_float, check_int,
@@ -70,7 +72,19 @@ class Autoencoder(TransformerMixin, BaseEstimator):
     weight_decay : float, default=0.0
         L2 penalty ``weight_decay / 2 * sum W**2`` on weights (not biases).
     weight_l1 : float, default=0.0
-        L1 penalty ``weight_l1 * sum |W|`` on weights (not biases).
+        L1 penalty ``weight_l1 * sum |W|`` on weights (not biases). Plain
+        (sub)gradient descent on it drives weights towards zero and makes them
+        oscillate around it rather than land on exact zeros: expect many
+        near-zero weights (|w| of the order of ``learning_rate``), not a
+        sparse matrix.
+    sparsity : None, aefast.L1Activity, aefast.KLSparsity or aefast.TopK
+        Constraint on the code: an L1 penalty on code activations, Ng's KL
+        penalty on their mean (needs ``code_activation="sigmoid"``), or a
+        k-sparse code.
+    corruption : None, aefast.GaussianNoise, aefast.MaskingNoise or aefast.SaltPepperNoise
+        Noise applied to the inputs of each training batch (denoising
+        autoencoder); the target stays the clean input, and ``transform`` /
+        ``reconstruct`` never corrupt.
     init : {"auto", "he", "glorot"}, default="auto"
         He for the ReLU family, Glorot otherwise (per layer) under ``"auto"``.
     dtype : {"float32", "float64"}, default="float32"
@@ -100,6 +114,9 @@ class Autoencoder(TransformerMixin, BaseEstimator):
     n_epochs_ : int
         Epochs trained, summed over fit and partial_fit calls.
     n_features_in_ : int
+    dead_fraction_ : float or None
+        TopK only: fraction of code units never selected with a non-zero
+        value during the last training epoch.
 
     Examples
     --------
@@ -118,7 +135,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, batch_size=256, max_epochs=100,
                  shuffle=True, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, tol=1e-4, weight_decay=0.0, weight_l1=0.0,
-                 init="auto", dtype="float32", device="cpu", n_jobs=None,
+                 sparsity=None, corruption=None, init="auto", dtype="float32", device="cpu", n_jobs=None,
                  random_state=None, verbose=False):
         self.hidden_layers = hidden_layers
         self.n_components = n_components
@@ -142,6 +159,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         self.tol = tol
         self.weight_decay = weight_decay
         self.weight_l1 = weight_l1
+        self.sparsity = sparsity
+        self.corruption = corruption
         self.init = init
         self.dtype = dtype
         self.device = device
@@ -169,6 +188,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         check_float(self.tol, "tol", low=0)
         check_float(self.weight_decay, "weight_decay", low=0)
         check_float(self.weight_l1, "weight_l1", low=0)
+        check_sparsity(self.sparsity, self.n_components, self.code_activation)
+        check_corruption(self.corruption)
         if self.early_stopping:
             check_float(self.validation_fraction, "validation_fraction", low=0,
                         low_inclusive=False, high=1)
@@ -206,6 +227,16 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             rng, self.init)
         self.n_encoder_layers_ = len(hidden) + 1
         self.device_ = check_device(self.device)
+        if self.n_components > X.shape[1] and self.sparsity is None and self.corruption is None:
+            warnings.warn(
+                f"n_components={self.n_components} > n_features={X.shape[1]}: an overcomplete "
+                "code with no sparsity and no corruption can learn the identity map",
+                UserWarning, stacklevel=3)
+        # The code constraint is part of the fitted model: inference keeps using it
+        # even if the parameter changes later.
+        self._code_sparsity = self.sparsity
+        self._noise_rng = np.random.default_rng(rng.integers(2**63))
+        self.dead_fraction_ = None
         self._optimizer_state = OptimizerState(self.network_.n_params, self.network_.dtype)
         self._history = History()
         self.loss_curve_ = self._history.loss_curve
@@ -232,7 +263,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             shuffle=self.shuffle, early_stopping=early_stopping,
             n_iter_no_change=self.n_iter_no_change, tol=self.tol,
             weight_decay=self.weight_decay, weight_l1=self.weight_l1, verbose=self.verbose)
-        backend = get_backend(self.device_, self.network_, self.loss_)
+        regularization = self._regularization(self.corruption, self._noise_rng)
+        backend = get_backend(self.device_, self.network_, self.loss_, regularization)
         try:
             with self._blas_threads():
                 train(backend, self._make_optimizer(), self._optimizer_state, X, train_idx,
@@ -241,7 +273,14 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             self.n_epochs_ = self._history.n_epochs
             if self._history.validation_scores:
                 self.best_validation_score_ = self._history.best_validation_score
+            if self._code_sparsity is not None and self._code_sparsity.kind == "topk":
+                self.dead_fraction_ = float(np.mean(regularization.fired == 0))
         return self
+
+    def _regularization(self, corruption=None, noise_rng=None):
+        """The compiled step's view of the code constraint (and corruption)."""
+        return make_regularization(self._code_sparsity, corruption, self.n_encoder_layers_,
+                                   self.n_components, noise_rng)
 
     def _blas_threads(self):
         from contextlib import nullcontext
@@ -291,7 +330,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
 
     # -------------------------------------------------------------- inference
     def _backend(self):
-        return get_backend(self.device_, self.network_, self.loss_)
+        return get_backend(self.device_, self.network_, self.loss_, self._regularization())
 
     def _forward(self, X, first, last):
         with self._blas_threads():
@@ -372,6 +411,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             "validation_scores": [float(v) for v in self.validation_scores_],
             "best_validation_score": self.best_validation_score_,
             "n_epochs": self.n_epochs_,
+            "code_sparsity": None if self._code_sparsity is None else self._code_sparsity.to_dict(),
+            "dead_fraction": self.dead_fraction_,
         }
         arrays = {"params": self.network_.params, **self._optimizer_state.to_arrays()}
         return meta, arrays
@@ -397,6 +438,10 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         self.best_validation_score_ = meta["best_validation_score"]
         self.n_epochs_ = int(meta["n_epochs"])
         self._fit_rng = self._rng()
+        sparsity = meta.get("code_sparsity")
+        self._code_sparsity = None if sparsity is None else part_from_dict(sparsity)
+        self.dead_fraction_ = meta.get("dead_fraction")
+        self._noise_rng = np.random.default_rng(self._fit_rng.integers(2**63))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

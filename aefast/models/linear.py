@@ -58,6 +58,7 @@ class LinearAutoencoder(Autoencoder):
     loss = "mse"
     init = "glorot"
     sparsity = None
+    corruption = None
 
     def __init__(self, n_components=2, center=True, optimizer="adam", learning_rate=1e-2,
                  batch_size=64, max_epochs=100, tol=0.0, n_iter_no_change=10,
