@@ -123,6 +123,10 @@ cdef struct Reg:
     double low, high          # salt-and-pepper values
     bitgen_t* rng
     int64_t* fired            # per code unit: times selected with a non-zero value, or NULL
+    Py_ssize_t aux_k          # AuxK: dead units used to reconstruct the residual (0: off)
+    double aux_weight
+    int64_t dead_after        # AuxK: a unit is dead after this many samples without firing
+    int64_t* since_fired      # per code unit: training samples since it last fired
     double* rho               # per code unit: batch mean activation (KL workspace)
 
 
@@ -252,18 +256,26 @@ cdef inline void _topk_row(const floating* x, Py_ssize_t n, Py_ssize_t k, floati
 
 
 cdef void _keep_topk(floating* code, Py_ssize_t rows, Py_ssize_t width, Py_ssize_t k,
-                     int64_t* idx, floating* values, int64_t* fired) noexcept nogil:
-    """Zero all but the k largest entries of each row; idx gets their columns."""
+                     int64_t* idx, floating* values, int64_t* fired, int64_t* since_fired,
+                     floating* dense) noexcept nogil:
+    """Zero all but the k largest entries of each row; idx gets their columns.
+
+    Training also counts firings (`fired`, `since_fired`) and, for AuxK, keeps
+    the dense code in `dense`; inference passes NULL for all three.
+    """
     cdef Py_ssize_t i, t
     cdef floating* row
     for i in range(rows):
         row = code + i * width
         _topk_row(row, width, k, values, idx + i * k)
+        if dense != NULL:
+            memcpy(dense + i * width, row, width * sizeof(floating))
         memset(row, 0, width * sizeof(floating))
         for t in range(k):
             row[idx[i * k + t]] = values[t]
             if fired != NULL and values[t] != 0:
                 fired[idx[i * k + t]] += 1
+                since_fired[idx[i * k + t]] = 0
 
 
 cdef void _sparse_decode(const floating* code, Py_ssize_t rows, Py_ssize_t width,
@@ -289,7 +301,8 @@ cdef void _sparse_decode(const floating* code, Py_ssize_t rows, Py_ssize_t width
 cdef void _forward(const Spec* s, const floating* params, floating* ws,
                    Py_ssize_t stride, Py_ssize_t rows, Py_ssize_t first,
                    Py_ssize_t last, bint keep_logits, Py_ssize_t topk,
-                   int64_t* idx, floating* values, int64_t* fired) noexcept nogil:
+                   int64_t* idx, floating* values, int64_t* fired,
+                   floating* dense) noexcept nogil:
     """Forward through layers [first, last) of blocks laid out for `stride` rows.
 
     The input must already sit in block `first`. With `keep_logits`, the last
@@ -322,7 +335,8 @@ cdef void _forward(const Spec* s, const floating* params, floating* ws,
         _bias_activation(z, params + s.b_off[l], rows, n_out, act,
                          <floating>s.leaky_slope)
         if topk > 0 and l + 1 == cb:
-            _keep_topk(z, rows, n_out, topk, idx, values, fired)
+            _keep_topk(z, rows, n_out, topk, idx, values, fired,
+                       s.reg.since_fired if fired != NULL else NULL, dense)
 
 
 cdef double _code_penalty(const Spec* s, const floating* code, Py_ssize_t rows,
@@ -478,15 +492,81 @@ cdef void _sparse_decode_backward(const floating* code, floating* d_code,
             d_code[i * width + j] = acc
 
 
+cdef double _auxk(const Spec* s, const floating* dense, const floating* target,
+                  const floating* out, bint logits, const floating* w, floating* gw,
+                  floating* d_code, Py_ssize_t rows, Py_ssize_t width, Py_ssize_t d,
+                  floating* scratch, floating* vals, int64_t* idx,
+                  floating* g) noexcept nogil:
+    """AuxK (Gao et al. 2024): reconstruct the residual from the top dead units.
+
+    For each row, the `aux_k` largest dense code values among dead units decode
+    (through the output layer's weights, no bias) an estimate of the residual
+    e = x - x_hat of the main reconstruction (a constant target). Adds the
+    gradient of aux_weight * mean((e - e_hat)^2) to `gw` and to `d_code`
+    (already multiplied by the code activation's derivative at the dense
+    value) and returns the loss.
+    """
+    cdef const Reg* r = s.reg
+    cdef Py_ssize_t i, j, t, c, m, n_dead
+    cdef double total = 0.0
+    cdef floating scale = <floating>(2.0 * r.aux_weight / (rows * d))
+    cdef floating v, diff, xh, acc
+    cdef floating lowest = <floating>(-3.0e38)
+    cdef int code_act = <int>s.acts[s.reg.code_block - 1]
+    cdef const floating* wrow
+    cdef floating* grow
+    for i in range(rows):
+        n_dead = 0
+        for j in range(width):
+            if r.since_fired[j] >= r.dead_after:
+                scratch[j] = dense[i * width + j]
+                n_dead += 1
+            else:
+                scratch[j] = lowest
+        if n_dead == 0:
+            continue
+        m = min(r.aux_k, n_dead)
+        _topk_row(scratch, width, m, vals, idx)
+        memset(g, 0, d * sizeof(floating))
+        for t in range(m):
+            v = vals[t]
+            if v != 0 and v > lowest:
+                wrow = w + idx[t] * d
+                for c in range(d):
+                    g[c] += v * wrow[c]
+        for c in range(d):
+            xh = _sigmoid(out[i * d + c]) if logits else out[i * d + c]
+            diff = (target[i * d + c] - xh) - g[c]
+            total += diff * diff
+            g[c] = -scale * diff
+        for t in range(m):
+            v = vals[t]
+            if v == 0 or v <= lowest:
+                continue
+            j = idx[t]
+            wrow = w + j * d
+            grow = gw + j * d
+            acc = 0
+            for c in range(d):
+                grow[c] += v * g[c]
+                acc += g[c] * wrow[c]
+            _mul_derivative(&acc, &v, 1, code_act, <floating>s.leaky_slope)
+            d_code[i * width + j] += acc
+    return r.aux_weight * total / (rows * d)
+
+
 cdef double _backward(const Spec* s, const floating* params, floating* grads,
                       const floating* ws, floating* delta_a, floating* delta_b,
                       Py_ssize_t stride, Py_ssize_t rows, double weight_decay,
-                      double weight_l1, Py_ssize_t topk, const int64_t* idx) noexcept nogil:
+                      double weight_l1, Py_ssize_t topk, const int64_t* idx,
+                      const floating* dense, const floating* target, floating* aux_ws,
+                      int64_t* aux_idx) noexcept nogil:
     """Gradients of all layers from the output delta in delta_a.
 
     Returns the weight penalty value (L2 / 2 * sum W^2 + L1 * sum |W|) so the
-    caller can add it to the objective. Code-layer penalties (L1 activity, KL
-    sparsity) add their gradient where the delta reaches the code block.
+    caller can add it to the objective (plus the AuxK loss when `dense` is
+    given). Code-layer penalties (L1 activity, KL sparsity) add their gradient
+    where the delta reaches the code block.
     """
     cdef Py_ssize_t l, i, j, n_in, n_out, nw
     cdef Py_ssize_t cb = s.reg.code_block
@@ -537,6 +617,10 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
                 _add_code_penalty_grad(s, h, d_next, rows, n_in)
             _mul_derivative(d_next, h, rows * n_in, <int>s.acts[l - 1],
                             <floating>s.leaky_slope)
+            if sparse_input and dense != NULL:
+                penalty += _auxk(s, dense, target, ws + _block_offset(s, s.n_layers, stride),
+                                 s.loss == LOSS_BCE, w, gw, d_next, rows, n_in, n_out,
+                                 aux_ws, aux_ws + n_in, aux_idx, aux_ws + n_in + s.reg.aux_k)
             tmp = d
             d = d_next
             d_next = tmp
@@ -611,18 +695,24 @@ cdef class Regularization:
         Source of the corruption noise (required when corruption != 0).
     n_code : int
         Width of the code (size of the firing counters).
+    aux_k, aux_weight, dead_after : int, float, int
+        TopK's auxiliary loss: dead units reconstructing the residual (aux_k = 0
+        disables it); a unit is dead after `dead_after` training samples
+        without firing.
     """
     cdef Reg reg
     cdef public Py_ssize_t encode_k
     cdef object _bit_generator
     cdef object _capsule
     cdef int64_t[::1] _fired
+    cdef int64_t[::1] _since_fired
     cdef double[::1] _rho
 
     def __init__(self, Py_ssize_t code_block=0, int sparsity=SP_NONE, double weight=0.0,
                  double target=0.0, Py_ssize_t k=0, Py_ssize_t encode_k=0,
                  bint normalize_decoder=False, int corruption=CO_NONE, double level=0.0,
-                 double low=0.0, double high=1.0, bit_generator=None, Py_ssize_t n_code=0):
+                 double low=0.0, double high=1.0, bit_generator=None, Py_ssize_t n_code=0,
+                 Py_ssize_t aux_k=0, double aux_weight=0.0, int64_t dead_after=0):
         if sparsity != SP_NONE and code_block < 1:
             raise ValueError("code-layer sparsity needs a code block")
         if sparsity == SP_TOPK and not (1 <= k <= n_code and 1 <= encode_k <= n_code):
@@ -645,15 +735,27 @@ cdef class Regularization:
             self._bit_generator = bit_generator
             self._capsule = bit_generator.capsule
             self.reg.rng = <bitgen_t*>PyCapsule_GetPointer(self._capsule, "BitGenerator")
+        if aux_k and (sparsity != SP_TOPK or not 1 <= aux_k <= n_code or dead_after < 1):
+            raise ValueError("AuxK needs TopK, 1 <= aux_k <= n_code and dead_after >= 1")
+        self.reg.aux_k = aux_k
+        self.reg.aux_weight = aux_weight
+        self.reg.dead_after = dead_after
         self._fired = np.zeros(max(n_code, 1), dtype=np.int64)
+        self._since_fired = np.zeros(max(n_code, 1), dtype=np.int64)
         self._rho = np.zeros(max(n_code, 1), dtype=np.float64)
         self.reg.fired = &self._fired[0]
+        self.reg.since_fired = &self._since_fired[0]
         self.reg.rho = &self._rho[0]
 
     @property
     def fired(self):
         """Per code unit: training selections with a non-zero value (TopK)."""
         return np.asarray(self._fired)
+
+    @property
+    def since_fired(self):
+        """Per code unit: training samples since it last fired (TopK)."""
+        return np.asarray(self._since_fired)
 
     def reset_fired(self):
         self._fired[:] = 0
@@ -676,6 +778,8 @@ cdef Spec _make_spec(const int64_t[::1] sizes, const int64_t[::1] acts,
     if reg.reg.code_block >= n_layers or (reg.reg.sparsity == SP_TOPK and
                                           sizes[reg.reg.code_block] < max(reg.reg.k, reg.encode_k)):
         raise ValueError("the regularization does not fit this network")
+    if reg.reg.aux_k and reg.reg.code_block != n_layers - 1:
+        raise ValueError("AuxK needs the code to feed the output layer directly")
     s.n_layers = n_layers
     s.sizes = &sizes[0]
     s.acts = &acts[0]
@@ -739,6 +843,14 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     cdef bint corrupt = s.reg.corruption != CO_NONE
     cdef int64_t[::1] idx = np.zeros(max(batch_size * k, 1), dtype=np.int64)
     cdef floating[::1] values = np.zeros(max(k, 1), dtype=np.asarray(params).dtype)
+    # AuxK: the dense code, and per-row scratch (candidates, values, residual)
+    cdef Py_ssize_t aux_k = s.reg.aux_k, j
+    cdef Py_ssize_t n_code = sizes[cb] if cb > 0 else 1
+    cdef floating[::1] dense = np.zeros(max(batch_size * n_code, 1) if aux_k else 1,
+                                        dtype=np.asarray(params).dtype)
+    cdef floating[::1] aux_ws = np.zeros(n_code + aux_k + n_out, dtype=np.asarray(params).dtype)
+    cdef int64_t[::1] aux_idx = np.zeros(max(aux_k, 1), dtype=np.int64)
+    cdef floating* dense_ptr = &dense[0] if aux_k else NULL
     if n_features != sizes[0] or n_out != n_features:
         raise ValueError("X has %d features, the network expects %d in and %d out"
                          % (n_features, sizes[0], n_out))
@@ -781,8 +893,11 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
             else:
                 target = &ws[0]
                 _gather(&X[0, 0], n_features, &order[pos], rows, target)
+            if k > 0:
+                for j in range(n_code):
+                    s.reg.since_fired[j] += rows
             _forward(&s, &params[0], &ws[0], batch_size, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE, k, &idx[0], &values[0], s.reg.fired)
+                     s.loss == LOSS_BCE, k, &idx[0], &values[0], s.reg.fired, dense_ptr)
             out = &ws[0] + _block_offset(&s, s.n_layers, batch_size)
             data_loss = _loss_and_delta(&s, out, target, &delta_ws[0], rows, n_out,
                                         1.0 / (rows * n_out), NULL)
@@ -796,7 +911,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                 break
             penalty = _backward(&s, &params[0], &grads[0], &ws[0], &delta_ws[0],
                                 &delta_ws[0] + batch_size * _max_width(&s),
-                                batch_size, rows, weight_decay, weight_l1, k, &idx[0])
+                                batch_size, rows, weight_decay, weight_l1, k, &idx[0],
+                                dense_ptr, target, &aux_ws[0], &aux_idx[0])
             if not _all_finite(&grads[0], n_params):
                 status = ST_NONFINITE_GRAD
                 break
@@ -851,7 +967,7 @@ def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
             _gather(&X[0, 0], d_in, &index[pos], rows,
                     &ws[0] + _block_offset(&s, first, block_rows))
             _forward(&s, &params[0], &ws[0], block_rows, rows, first, last, False,
-                     k, &idx[0], &values[0], NULL)
+                     k, &idx[0], &values[0], NULL, NULL)
             res = &ws[0] + _block_offset(&s, last, block_rows)
             memcpy(&out[pos, 0], res, rows * d_out * sizeof(floating))
             pos += rows
@@ -892,7 +1008,7 @@ def row_losses(const floating[:, ::1] X, const int64_t[::1] index,
             rows = min(block_rows, n - pos)
             _gather(&X[0, 0], d, &index[pos], rows, &ws[0])
             _forward(&s, &params[0], &ws[0], block_rows, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE, k, &idx[0], &values[0], NULL)
+                     s.loss == LOSS_BCE, k, &idx[0], &values[0], NULL, NULL)
             res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
             _loss_and_delta(&s, res, &ws[0], NULL, rows, d, 1.0, &out[pos])
             for i in range(rows):

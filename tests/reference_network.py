@@ -142,3 +142,14 @@ def objective_constrained(weights, activations, loss_name, X, code_layer, penalt
     if penalty:
         value += code_penalty(penalty, hs[code_layer], weight, target)
     return value
+
+
+def auxk_loss(W_dec, dense, residual, dead, aux_k, weight):
+    """AuxK: the aux_k largest dense values among `dead` units reconstruct `residual`."""
+    e_hat = np.zeros_like(residual)
+    for i, row in enumerate(dense):
+        candidates = np.where(dead, row, -np.inf)
+        m = min(aux_k, int(dead.sum()))
+        keep = np.argsort(-candidates, kind="stable")[:m]
+        e_hat[i] = row[keep] @ W_dec[keep]
+    return weight * np.mean((residual - e_hat) ** 2)

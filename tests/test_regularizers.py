@@ -246,3 +246,42 @@ def test_sklearn_compatible_with_parts(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         check(estimator)
+
+
+def test_auxk_gradient_matches_finite_differences():
+    rng = np.random.default_rng(4)
+    X = rng.uniform(0.05, 0.95, size=(5, 6))
+    net = Network([6, 9, 6], ["identity", "sigmoid"], np.float64)
+    net.initialize(rng)
+    part = aefast.TopK(2, aux_k=3, aux_weight=0.5, dead_after=1)
+    reg = make_regularization(part, None, code_block=1, n_code=9)
+    grads, _ = one_step_gradient(net, "bce", X, reg)
+    # The residual is a constant target and the dead set is that of this batch.
+    zs, hs = ref.forward_constrained(layer_list(net), net.activations, X, 1, topk=2)
+    residual = X - hs[-1]
+    dense0 = X @ net.weight(0) + net.bias(0)
+    dead = np.count_nonzero(hs[1], axis=0) == 0
+    assert dead.sum() >= 3
+
+    def objective(w):
+        dense = X @ w[0][0] + w[0][1]
+        return (ref.objective_constrained(w, net.activations, "bce", X, 1, topk=2)
+                + ref.auxk_loss(w[1][0], dense, residual, dead, 3, 0.5))
+
+    numeric = numeric_gradient(net, objective)
+    np.testing.assert_allclose(grads, numeric, rtol=1e-5, atol=1e-9)
+    assert np.all(np.isfinite(dense0))
+
+
+def test_auxk_revives_dead_latents(digits):
+    kw = dict(hidden_layers=(), n_components=256, loss="mse", max_epochs=30, batch_size=64,
+              random_state=0)
+    plain = aefast.Autoencoder(sparsity=aefast.TopK(8), **kw).fit(digits)
+    aux = aefast.Autoencoder(sparsity=aefast.TopK(8, aux_k=64, dead_after=300), **kw).fit(digits)
+    assert aux.dead_fraction_ < 0.9 * plain.dead_fraction_
+
+
+def test_auxk_needs_single_decoder_layer(digits):
+    with pytest.raises(ValueError, match="hidden_layers"):
+        aefast.Autoencoder(hidden_layers=(8,), n_components=10, max_epochs=1,
+                           sparsity=aefast.TopK(2, aux_k=2)).fit(digits)

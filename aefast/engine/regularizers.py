@@ -121,17 +121,34 @@ class TopK(_Part):
         Keep each latent's decoder direction (row of the first decoder
         matrix) at unit norm after every update, as current TopK practice
         (Gao et al. 2024) does.
+    aux_k : int or None, default=None
+        AuxK (Gao et al. 2024): per sample, the ``aux_k`` largest code values
+        among dead latents reconstruct the residual ``x - x_hat`` of the main
+        reconstruction through the decoder weights, adding
+        ``aux_weight * mean((e - e_hat)**2)`` to the loss so that dead latents
+        get gradient again. Needs a single decoder layer (``hidden_layers=()``).
+        The residual lives in output space and its estimate is the decoder's
+        linear output, so AuxK is meant for ``loss="mse"`` with an identity
+        output, as in the paper (with cross-entropy the estimate is in logit
+        units and revives latents far less).
+    aux_weight : float, default=1/32
+    dead_after : int, default=10_000
+        A latent is dead once it has not fired for this many training samples.
     """
 
-    _fields = ("k", "encode_k", "normalize_decoder")
+    _fields = ("k", "encode_k", "normalize_decoder", "aux_k", "aux_weight", "dead_after")
     kind = "topk"
 
-    def __init__(self, k=32, encode_k=None, normalize_decoder=False):
+    def __init__(self, k=32, encode_k=None, normalize_decoder=False, aux_k=None,
+                 aux_weight=1 / 32, dead_after=10_000):
         self.k = _int(k, "TopK k", 1)
         self.encode_k = None if encode_k is None else _int(encode_k, "TopK encode_k", 1)
         if self.encode_k is not None and self.encode_k < self.k:
             raise ValueError(f"TopK encode_k must be >= k={self.k}, got {self.encode_k}")
         self.normalize_decoder = bool(normalize_decoder)
+        self.aux_k = None if aux_k is None else _int(aux_k, "TopK aux_k", 1)
+        self.aux_weight = _real(aux_weight, "TopK aux_weight", low=0)
+        self.dead_after = _int(dead_after, "TopK dead_after", 1)
 
 
 class GaussianNoise(_Part):
@@ -181,7 +198,7 @@ def part_from_dict(data):
     return cls(**data)
 
 
-def check_sparsity(sparsity, n_components, code_activation):
+def check_sparsity(sparsity, n_components, code_activation, hidden_layers=()):
     """Validate the ``sparsity`` parameter against the code it constrains."""
     if sparsity is None:
         return None
@@ -196,6 +213,12 @@ def check_sparsity(sparsity, n_components, code_activation):
         if sparsity.k > n_components or encode_k > n_components:
             raise ValueError(f"TopK k={sparsity.k}, encode_k={encode_k} must be <= "
                              f"n_components={n_components}")
+        if sparsity.aux_k is not None:
+            if sparsity.aux_k > n_components:
+                raise ValueError(f"TopK aux_k={sparsity.aux_k} must be <= "
+                                 f"n_components={n_components}")
+            if len(hidden_layers):
+                raise ValueError("TopK aux_k needs a single decoder layer: hidden_layers=()")
     return sparsity
 
 
@@ -225,7 +248,9 @@ def make_regularization(sparsity, corruption, code_block, n_code, rng=None):
         kwargs["sparsity"] = SPARSITY_CODES[sparsity.kind]
         if isinstance(sparsity, TopK):
             kwargs.update(k=sparsity.k, encode_k=sparsity.encode_k or sparsity.k,
-                          normalize_decoder=sparsity.normalize_decoder)
+                          normalize_decoder=sparsity.normalize_decoder,
+                          aux_k=sparsity.aux_k or 0, aux_weight=sparsity.aux_weight,
+                          dead_after=sparsity.dead_after)
         elif isinstance(sparsity, KLSparsity):
             kwargs.update(weight=sparsity.weight, target=sparsity.target)
         else:

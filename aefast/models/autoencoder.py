@@ -188,7 +188,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         check_float(self.tol, "tol", low=0)
         check_float(self.weight_decay, "weight_decay", low=0)
         check_float(self.weight_l1, "weight_l1", low=0)
-        check_sparsity(self.sparsity, self.n_components, self.code_activation)
+        check_sparsity(self.sparsity, self.n_components, self.code_activation, hidden)
         check_corruption(self.corruption)
         if self.early_stopping:
             check_float(self.validation_fraction, "validation_fraction", low=0,
