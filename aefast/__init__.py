@@ -25,7 +25,9 @@ _LAZY = {
     "load": "aefast.io",
     "save": "aefast.io",
 }
-_SUBMODULES = {"apps", "data", "datasets", "engine", "exceptions", "io", "metrics", "models"}
+_SUBMODULES = {
+    "apps", "data", "datasets", "engine", "exceptions", "io", "metrics", "models", "ops",
+}
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
 
