@@ -246,6 +246,26 @@ static int ae_all_finite_d(const double *a, ptrdiff_t n)
     return acc == 0.0;
 }
 
+/* Weight penalties on one layer's weights: g += l2 w + l1 sign(w); returns
+ * sum(l2 / 2 w^2 + l1 |w|). */
+AE_BODY double ae_weight_penalty_f_body(const float *w, float *g, ptrdiff_t n, float l2,
+                                        float l1)
+{
+    double total = 0.0;
+    for (ptrdiff_t b = 0; b < n; b += AE_BLOCK) {
+        ptrdiff_t stop = b + AE_BLOCK < n ? b + AE_BLOCK : n;
+        float part = 0.0f;
+        #pragma omp simd reduction(+:part)
+        for (ptrdiff_t j = b; j < stop; j++) {
+            float v = w[j];
+            part += 0.5f * l2 * v * v + l1 * fabsf(v);
+            g[j] += l2 * v + (v > 0.0f ? l1 : (v < 0.0f ? -l1 : 0.0f));
+        }
+        total += part;
+    }
+    return total;
+}
+
 /* Activation codes, as in engine/network.py. */
 enum { AE_IDENTITY = 0, AE_RELU = 1, AE_LEAKY_RELU = 2, AE_TANH = 3, AE_SIGMOID = 4,
        AE_SOFTPLUS = 5 };
@@ -342,6 +362,8 @@ AE_DISPATCH(int, ae_adam_f, (float *p, const float *g, float *m, float *v, ptrdi
                              float b1, float b2, float step, float inv_sqrt_bc2, float eps),
             (p, g, m, v, n, b1, b2, step, inv_sqrt_bc2, eps))
 AE_DISPATCH(int, ae_all_finite_f, (const float *a, ptrdiff_t n), (a, n))
+AE_DISPATCH(double, ae_weight_penalty_f, (const float *w, float *g, ptrdiff_t n, float l2,
+                                          float l1), (w, g, n, l2, l1))
 AE_DISPATCH(int, ae_bias_act_f, (float *z, const float *b, ptrdiff_t rows, ptrdiff_t cols,
                                  int act, float slope), (z, b, rows, cols, act, slope))
 AE_DISPATCH(int, ae_act_grad_f, (float *d, const float *a, ptrdiff_t n, int act, float slope),

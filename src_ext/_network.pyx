@@ -29,7 +29,7 @@ parameters stay at their last finite values.
 """
 from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, tanh, isfinite
 from libc.string cimport memcpy, memset
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from numpy.random cimport bitgen_t
 from numpy.random.c_distributions cimport random_standard_normal, random_standard_normal_f
@@ -58,6 +58,7 @@ cdef extern from "_elementwise.h" nogil:
     int ae_bias_act_f(float* z, const float* b, Py_ssize_t rows, Py_ssize_t cols, int act,
                       float slope)
     int ae_act_grad_f(float* d, const float* a, Py_ssize_t n, int act, float slope)
+    double ae_weight_penalty_f(const float* w, float* g, Py_ssize_t n, float l2, float l1)
 
 ctypedef fused floating:
     float
@@ -394,6 +395,7 @@ cdef void _corrupt(const Reg* r, const floating* clean, floating* out, Py_ssize_
     """out <- corrupted copy of clean (Gaussian, masking or salt-and-pepper noise)."""
     cdef Py_ssize_t j
     cdef uint32_t threshold, u
+    cdef uint64_t word = 0
     cdef floating std = <floating>r.level
     if r.corruption == CO_GAUSSIAN:
         for j in range(n):
@@ -402,10 +404,14 @@ cdef void _corrupt(const Reg* r, const floating* clean, floating* out, Py_ssize_
             else:
                 out[j] = clean[j] + std * random_standard_normal(r.rng)
         return
-    # A uniform 32-bit draw below fraction * 2^32 selects an entry.
-    threshold = <uint32_t>min(r.level * 4294967296.0, 4294967295.0)
+    # Each 64-bit draw gives four 16-bit uniforms: an entry is hit when its
+    # uniform is below fraction * 2^16 (so fractions resolve to 1/65536), and a
+    # hit's lowest bit picks salt or pepper.
+    threshold = <uint32_t>min(r.level * 65536.0 + 0.5, 65536.0)
     for j in range(n):
-        u = r.rng.next_uint32(r.rng.state)
+        if j % 4 == 0:
+            word = r.rng.next_uint64(r.rng.state)
+        u = <uint32_t>((word >> (16 * (j % 4))) & 0xFFFF)
         if u < threshold:
             if r.corruption == CO_MASKING:
                 out[j] = 0
@@ -599,15 +605,18 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
             for j in range(n_out):
                 gb[j] += d[i * n_out + j]
         if weight_decay != 0.0 or weight_l1 != 0.0:
-            nw = n_in * n_out
-            for j in range(nw):
-                wv = w[j]
-                penalty += 0.5 * weight_decay * wv * wv + weight_l1 * fabs(wv)
-                gw[j] += <floating>weight_decay * wv
-                if wv > 0:
-                    gw[j] += <floating>weight_l1
-                elif wv < 0:
-                    gw[j] -= <floating>weight_l1
+            if floating is float:  # vectorised C (src_ext/_elementwise.h)
+                penalty += ae_weight_penalty_f(w, gw, n_in * n_out, <float>weight_decay,
+                                               <float>weight_l1)
+            else:
+                for j in range(n_in * n_out):
+                    wv = w[j]
+                    penalty += 0.5 * weight_decay * wv * wv + weight_l1 * fabs(wv)
+                    gw[j] += <floating>weight_decay * wv
+                    if wv > 0:
+                        gw[j] += <floating>weight_l1
+                    elif wv < 0:
+                        gw[j] -= <floating>weight_l1
         if l > 0:
             if not sparse_input:
                 # dH^T (n_in x rows) = W (n_in x n_out) @ dZ^T (n_out x rows)

@@ -162,7 +162,8 @@ class GaussianNoise(_Part):
 
 
 class MaskingNoise(_Part):
-    """Each training input entry set to 0 with probability ``fraction``."""
+    """Each training input entry set to 0 with probability ``fraction``
+    (resolved to a multiple of 1/65536)."""
 
     _fields = ("fraction",)
     kind = "masking"
@@ -172,8 +173,8 @@ class MaskingNoise(_Part):
 
 
 class SaltPepperNoise(_Part):
-    """Each training input entry set, with probability ``fraction``, to ``low``
-    or ``high`` (each with probability 1/2)."""
+    """Each training input entry set, with probability ``fraction`` (resolved
+    to a multiple of 1/65536), to ``low`` or ``high`` (each with probability 1/2)."""
 
     _fields = ("fraction", "low", "high")
     kind = "salt_pepper"
