@@ -72,6 +72,12 @@ def chunk_moments_ref(X, shift, weights):
     return w @ Xs, float(w @ row_sq), float(row_sq.max(initial=0.0))
 
 
+def orthonormalize_rows_ref(W):
+    """Q^T of the QR factorisation of W^T, signs making R's diagonal positive."""
+    Q, R = np.linalg.qr(np.asarray(W, dtype=np.float64).T)
+    return (Q * np.sign(np.diag(R))).T
+
+
 def block_oja_ref(W, X, mean, etas):
     """One block-Oja step ``W <- QR(W + X_c^T diag(eta) X_c W)`` on rows of W.
 

@@ -157,3 +157,24 @@ def test_block_reference_is_a_subspace_power_step():
     C = X.T @ X
     Q = np.linalg.qr(C @ W.T)[0]
     np.testing.assert_allclose(np.abs(Wn @ Q), np.eye(2), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("k,d", [(1, 1), (3, 7), (7, 7), (5, 513)])
+def test_orthonormalize_rows_matches_qr(k, d, dtype, order):
+    rng = np.random.default_rng(k * d)
+    # badly scaled rows (condition number ~1e4) as block-Oja produces
+    W = np.asarray((rng.standard_normal((k, d)) * np.logspace(0, 4, k)[:, None]).astype(dtype), order=order)
+    out = np.full((k, d), np.nan)
+    cpu.orthonormalize_rows(W, out)
+    np.testing.assert_allclose(out @ out.T, np.eye(k), atol=1e-12)
+    np.testing.assert_allclose(out, ref.orthonormalize_rows_ref(W), atol=1e-9)
+
+
+def test_orthonormalize_rows_flags_dependent_rows():
+    W = np.array([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    out = np.empty((2, 3))
+    cpu.orthonormalize_rows(W, out)
+    np.testing.assert_allclose(out[0], [1.0, 0.0, 0.0])
+    assert np.isnan(out[1]).all()

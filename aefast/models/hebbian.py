@@ -55,8 +55,9 @@ class HebbianNeuron(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         The Hebbian weight vector after training, ``exp(log_norm) * direction``
         in float64 (``inf`` entries once the norm leaves the float64 range).
     components_ : ndarray of shape (1, n_features)
-        Unit vector along ``weights_`` (largest-magnitude entry positive): the
-        neuron's estimate of the first principal component.
+        Unit vector on the line of ``weights_``, signed so that its
+        largest-magnitude entry is positive: the neuron's estimate of the
+        first principal component.
     weight_norms_ : ndarray of shape (n_epochs * n_samples,)
         ``||w||`` after every update, float64: the divergence of plain Hebbian
         learning made visible.
