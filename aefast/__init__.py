@@ -10,7 +10,11 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
+    "AnomalyDetector": "aefast.apps.anomaly",
     "Autoencoder": "aefast.models",
+    "Compressor": "aefast.apps.compression",
+    "StackedAutoencoder": "aefast.apps.stacked",
+    "VAE": "aefast.models",
     "HebbianNeuron": "aefast.models",
     "LinearAutoencoder": "aefast.models",
     "OjaPCA": "aefast.models",
@@ -27,6 +31,7 @@ _LAZY = {
 }
 _SUBMODULES = {
     "apps", "data", "datasets", "engine", "exceptions", "io", "metrics", "models", "ops",
+    "augment",
 }
 
 __all__ = sorted(_LAZY) + sorted(_SUBMODULES) + ["__version__"]
