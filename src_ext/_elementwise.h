@@ -209,7 +209,9 @@ AE_BODY int ae_adam_f_body(float *p, const float *g, float *m, float *v, ptrdiff
         float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
         m[j] = mj;
         v[j] = vj;
-        p[j] -= step * mj / (sqrtf(vj) * inv_sqrt_bc2 + eps);
+        /* the ratio is bounded (about 1 / sqrt(1 - b2)), so step * ratio cannot overflow
+           where step * mj could */
+        p[j] -= step * (mj / (sqrtf(vj) * inv_sqrt_bc2 + eps));
     }
     return 0;
 }
@@ -223,7 +225,7 @@ static void ae_adam_d(double *p, const double *g, double *m, double *v, ptrdiff_
         double vj = b2 * v[j] + (1.0 - b2) * gj * gj;
         m[j] = mj;
         v[j] = vj;
-        p[j] -= step * mj / (sqrt(vj) * inv_sqrt_bc2 + eps);
+        p[j] -= step * (mj / (sqrt(vj) * inv_sqrt_bc2 + eps));
     }
 }
 

@@ -77,6 +77,12 @@ cdef enum:
 cdef enum:
     LOSS_MSE = 0
     LOSS_BCE = 1
+    LOSS_GAUSS = 2            # Gaussian NLL with per-feature log-variance (VAE)
+
+# VAE bottleneck: log-variance clamp (engine/bottleneck.py documents it).
+cdef double LOGVAR_MIN = -20.0
+cdef double LOGVAR_MAX = 10.0
+cdef double LOG_2PI = 1.8378770664093453
 
 # Optimizer codes (engine/optimizers.py).
 cdef enum:
@@ -129,6 +135,11 @@ cdef struct Reg:
     int64_t dead_after        # AuxK: a unit is dead after this many samples without firing
     int64_t* since_fired      # per code unit: training samples since it last fired
     double* rho               # per code unit: batch mean activation (KL workspace)
+    bint gaussian             # VAE: block code_block holds [mu | log var] of n_latent each,
+    Py_ssize_t n_latent       #   sampled into the z block that the decoder reads
+    double kl_weight          # VAE: weight of KL(q(z|x) || N(0, I)) (beta, warm-up)
+    Py_ssize_t obs_off        # LOSS_GAUSS: offset of the learned log-variances in params,
+    double obs_logvar         #   or -1 and this fixed log-variance
 
 
 cdef struct Spec:
@@ -248,6 +259,88 @@ cdef inline Py_ssize_t _block_offset(const Spec* s, Py_ssize_t layer,
     return off
 
 
+cdef inline Py_ssize_t _in_width(const Spec* s, Py_ssize_t layer) noexcept nogil:
+    """Input width of `layer`: the decoder of a VAE reads z, half the stats block."""
+    if s.reg.gaussian and layer == s.reg.code_block:
+        return s.reg.n_latent
+    return s.sizes[layer]
+
+
+cdef inline Py_ssize_t _z_offset(const Spec* s, Py_ssize_t batch) noexcept nogil:
+    """VAE: the z block (batch x n_latent) follows the output block; eps follows z."""
+    return _block_offset(s, s.n_layers + 1, batch)
+
+
+cdef inline double _clamp_logvar(double v) noexcept nogil:
+    if v < LOGVAR_MIN:
+        return LOGVAR_MIN
+    if v > LOGVAR_MAX:
+        return LOGVAR_MAX
+    return v
+
+
+cdef double _reparameterize(const floating* stats, Py_ssize_t rows, Py_ssize_t k,
+                            floating* z, floating* eps, bitgen_t* rng,
+                            double* kl_rows) noexcept nogil:
+    """z <- mu + exp(log var / 2) * eps per row; returns the summed analytic KL.
+
+    `stats` rows are [mu | log var] (2k values). With `rng` NULL, z <- mu (the
+    posterior mean) and eps is not touched. eps is drawn row by row, k at a
+    time, from `rng` (NumPy's standard normal ziggurat, float32 or float64 as
+    the data), and kept for the backward pass. kl_rows (if not NULL) gets
+    each row's KL(N(mu, sigma^2) || N(0, I)).
+    """
+    cdef Py_ssize_t i, j
+    cdef double mu, lv, var, e, row_kl, total = 0.0
+    cdef const floating* srow
+    for i in range(rows):
+        srow = stats + i * 2 * k
+        row_kl = 0.0
+        for j in range(k):
+            mu = srow[j]
+            lv = _clamp_logvar(srow[k + j])
+            var = exp(lv)
+            row_kl += mu * mu + var - 1.0 - lv
+            if rng != NULL:
+                if floating is float:
+                    e = random_standard_normal_f(rng)
+                else:
+                    e = random_standard_normal(rng)
+                eps[i * k + j] = <floating>e
+                z[i * k + j] = <floating>(mu + sqrt(var) * <floating>e)
+            else:
+                z[i * k + j] = <floating>mu
+        row_kl *= 0.5
+        if kl_rows != NULL:
+            kl_rows[i] = row_kl
+        total += row_kl
+    return total
+
+
+cdef void _reparameterize_backward(const floating* stats, const floating* eps,
+                                   const floating* d_z, floating* d_stats, Py_ssize_t rows,
+                                   Py_ssize_t k, double kl_scale) noexcept nogil:
+    """d_stats <- gradient through z = mu + sigma eps and through kl_scale * KL.
+
+    No gradient reaches a log-variance where its clamp is active.
+    """
+    cdef Py_ssize_t i, j
+    cdef double mu, raw, lv, sd, g
+    for i in range(rows):
+        for j in range(k):
+            mu = stats[i * 2 * k + j]
+            raw = stats[i * 2 * k + k + j]
+            g = d_z[i * k + j]
+            d_stats[i * 2 * k + j] = <floating>(g + kl_scale * mu)
+            if raw < LOGVAR_MIN or raw > LOGVAR_MAX:
+                d_stats[i * 2 * k + k + j] = 0
+            else:
+                lv = raw
+                sd = exp(0.5 * lv)
+                d_stats[i * 2 * k + k + j] = <floating>(
+                    0.5 * g * eps[i * k + j] * sd + kl_scale * 0.5 * (sd * sd - 1.0))
+
+
 cdef inline void _topk_row(const floating* x, Py_ssize_t n, Py_ssize_t k, floating* values,
                            int64_t* indices) noexcept nogil:
     if floating is float:
@@ -299,17 +392,20 @@ cdef void _sparse_decode(const floating* code, Py_ssize_t rows, Py_ssize_t width
                     zrow[c] += v * wrow[c]
 
 
-cdef void _forward(const Spec* s, const floating* params, floating* ws,
-                   Py_ssize_t stride, Py_ssize_t rows, Py_ssize_t first,
-                   Py_ssize_t last, bint keep_logits, Py_ssize_t topk,
-                   int64_t* idx, floating* values, int64_t* fired,
-                   floating* dense) noexcept nogil:
+cdef double _forward(const Spec* s, const floating* params, floating* ws,
+                     Py_ssize_t stride, Py_ssize_t rows, Py_ssize_t first,
+                     Py_ssize_t last, bint keep_logits, Py_ssize_t topk,
+                     int64_t* idx, floating* values, int64_t* fired,
+                     floating* dense, bitgen_t* sample_rng, double* kl_rows) noexcept nogil:
     """Forward through layers [first, last) of blocks laid out for `stride` rows.
 
-    The input must already sit in block `first`. With `keep_logits`, the last
+    The input must already sit in block `first` (for a VAE decoding from
+    `first` = code block: in the z block). With `keep_logits`, the last
     layer is left as pre-activation plus bias (logits). With `topk` > 0 the
     code block keeps its `topk` largest units per row (columns in `idx`), and
-    the next layer decodes from those rows of its weights only.
+    the next layer decodes from those rows of its weights only. A VAE's stats
+    block is sampled into z with `sample_rng` (NULL: z = mu); the summed KL is
+    returned (0 without a VAE bottleneck) and kl_rows gets it per row.
     """
     cdef Py_ssize_t l, n_in, n_out
     cdef Py_ssize_t cb = s.reg.code_block
@@ -317,10 +413,15 @@ cdef void _forward(const Spec* s, const floating* params, floating* ws,
     cdef floating* z
     cdef int act
     cdef bint sparse_input
+    cdef double kl = 0.0
+    cdef floating* zb = ws + _z_offset(s, stride)
     for l in range(first, last):
-        n_in = s.sizes[l]
+        n_in = _in_width(s, l)
         n_out = s.sizes[l + 1]
-        h = ws + _block_offset(s, l, stride)
+        if s.reg.gaussian and l == cb:
+            h = zb
+        else:
+            h = ws + _block_offset(s, l, stride)
         z = ws + _block_offset(s, l + 1, stride)
         sparse_input = topk > 0 and l == cb and first < cb
         if sparse_input:
@@ -338,6 +439,10 @@ cdef void _forward(const Spec* s, const floating* params, floating* ws,
         if topk > 0 and l + 1 == cb:
             _keep_topk(z, rows, n_out, topk, idx, values, fired,
                        s.reg.since_fired if fired != NULL else NULL, dense)
+        if s.reg.gaussian and l + 1 == cb and last > cb:
+            kl = _reparameterize(z, rows, s.reg.n_latent, zb, zb + stride * s.reg.n_latent,
+                                 sample_rng, kl_rows)
+    return kl
 
 
 cdef double _code_penalty(const Spec* s, const floating* code, Py_ssize_t rows,
@@ -446,25 +551,66 @@ cdef inline double _loss_sum(int loss, const floating* out, const floating* targ
         return ae_sse_d(out, target, delta, n, scale)
 
 
+cdef double _gauss_nll(const Spec* s, const floating* out, const floating* target,
+                      floating* delta, Py_ssize_t rows, Py_ssize_t cols, double scale,
+                      const floating* params, floating* grads,
+                      double* row_losses) noexcept nogil:
+    """Gaussian negative log-likelihood with per-feature log-variance s_j.
+
+    nll = 0.5 * sum_j ((x_j - m_j)^2 exp(-s_j) + s_j + log 2 pi); s_j is the
+    learned params[obs_off + j] clamped to [LOGVAR_MIN, LOGVAR_MAX] (its
+    gradient, scaled, goes to grads[obs_off + j] when grads is not NULL) or
+    the fixed obs_logvar.
+    """
+    cdef Py_ssize_t i, j
+    cdef double r, lv, inv, acc, total = 0.0
+    cdef bint learned = s.reg.obs_off >= 0
+    cdef const floating* lvp = params + s.reg.obs_off if learned else NULL
+    cdef floating* glv = grads + s.reg.obs_off if (learned and grads != NULL) else NULL
+    if glv != NULL:
+        memset(glv, 0, cols * sizeof(floating))
+    for i in range(rows):
+        acc = 0.0
+        for j in range(cols):
+            lv = _clamp_logvar(lvp[j]) if learned else s.reg.obs_logvar
+            inv = exp(-lv)
+            r = <double>out[i * cols + j] - <double>target[i * cols + j]
+            acc += 0.5 * (r * r * inv + lv + LOG_2PI)
+            if delta != NULL:
+                delta[i * cols + j] = <floating>(scale * r * inv)
+            if glv != NULL and lvp[j] >= LOGVAR_MIN and lvp[j] <= LOGVAR_MAX:
+                glv[j] += <floating>(scale * 0.5 * (1.0 - r * r * inv))
+        if row_losses != NULL:
+            row_losses[i] = acc
+        total += acc
+    return total
+
+
 cdef double _loss_and_delta(const Spec* s, const floating* out, const floating* target,
                             floating* delta, Py_ssize_t rows, Py_ssize_t cols,
-                            double scale, double* row_losses) noexcept nogil:
+                            double scale, double* row_losses, const floating* params,
+                            floating* grads) noexcept nogil:
     """Loss summed over the batch; delta <- scale * dLoss/d(pre-activation).
 
     MSE: out holds act(z); BCE: out holds logits z, so the gradient is
-    sigmoid(z) - x and log(1 + exp(-|z|)) never overflows. With delta NULL only
-    the loss is computed; row_losses (if not NULL) gets each row's sum.
+    sigmoid(z) - x and log(1 + exp(-|z|)) never overflows; Gaussian: see
+    _gauss_nll (params/grads are only read for its learned variances). With
+    delta NULL only the loss is computed; row_losses (if not NULL) gets each
+    row's sum.
     """
     cdef Py_ssize_t i
     cdef double total = 0.0
-    if row_losses == NULL:
+    if s.loss == LOSS_GAUSS:
+        total = _gauss_nll(s, out, target, delta, rows, cols, scale, params,
+                           grads if delta != NULL else NULL, row_losses)
+    elif row_losses == NULL:
         total = _loss_sum(s.loss, out, target, delta, rows * cols, scale)
     else:
         for i in range(rows):
             row_losses[i] = _loss_sum(s.loss, out + i * cols, target + i * cols,
                                       NULL if delta == NULL else delta + i * cols, cols, scale)
             total += row_losses[i]
-    if delta != NULL and s.loss == LOSS_MSE:
+    if delta != NULL and s.loss != LOSS_BCE:
         _mul_derivative(delta, out, rows * cols, <int>s.acts[s.n_layers - 1],
                         <floating>s.leaky_slope)
     return total
@@ -566,13 +712,15 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
                       Py_ssize_t stride, Py_ssize_t rows, double weight_decay,
                       double weight_l1, Py_ssize_t topk, const int64_t* idx,
                       const floating* dense, const floating* target, floating* aux_ws,
-                      int64_t* aux_idx) noexcept nogil:
+                      int64_t* aux_idx, double kl_scale) noexcept nogil:
     """Gradients of all layers from the output delta in delta_a.
 
     Returns the weight penalty value (L2 / 2 * sum W^2 + L1 * sum |W|) so the
     caller can add it to the objective (plus the AuxK loss when `dense` is
     given). Code-layer penalties (L1 activity, KL sparsity) add their gradient
-    where the delta reaches the code block.
+    where the delta reaches the code block. A VAE's decoder reads the z block;
+    the delta of z goes back through the sampling step (and kl_scale * KL) to
+    the stats block.
     """
     cdef Py_ssize_t l, i, j, n_in, n_out, nw
     cdef Py_ssize_t cb = s.reg.code_block
@@ -585,11 +733,16 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
     cdef const floating* w
     cdef double penalty = 0.0
     cdef floating wv
-    cdef bint sparse_input
+    cdef bint sparse_input, sampled
+    cdef Py_ssize_t nl = s.reg.n_latent
     for l in range(s.n_layers - 1, -1, -1):
-        n_in = s.sizes[l]
+        n_in = _in_width(s, l)
         n_out = s.sizes[l + 1]
-        h = ws + _block_offset(s, l, stride)
+        sampled = s.reg.gaussian and l == cb
+        if sampled:
+            h = ws + _z_offset(s, stride)
+        else:
+            h = ws + _block_offset(s, l, stride)
         w = params + s.w_off[l]
         gw = grads + s.w_off[l]
         gb = grads + s.b_off[l]
@@ -622,6 +775,13 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
                 # dH^T (n_in x rows) = W (n_in x n_out) @ dZ^T (n_out x rows)
                 _gemm(TR_T, TR_N, <int>n_in, <int>rows, <int>n_out, <floating>1.0,
                       w, <int>n_out, d, <int>n_out, <floating>0.0, d_next, <int>n_in)
+            if sampled:
+                # d_next holds dL/dz; d (consumed) receives dL/d[mu | log var]; the
+                # stats layer is linear, so d is already the next layer's delta.
+                _reparameterize_backward(ws + _block_offset(s, cb, stride),
+                                         ws + _z_offset(s, stride) + stride * nl,
+                                         d_next, d, rows, nl, kl_scale)
+                continue
             if l == cb and (s.reg.sparsity == SP_L1 or s.reg.sparsity == SP_KL):
                 _add_code_penalty_grad(s, h, d_next, rows, n_in)
             _mul_derivative(d_next, h, rows * n_in, <int>s.acts[l - 1],
@@ -708,6 +868,17 @@ cdef class Regularization:
         TopK's auxiliary loss: dead units reconstructing the residual (aux_k = 0
         disables it); a unit is dead after `dead_after` training samples
         without firing.
+    gaussian : bool
+        VAE bottleneck: block `code_block` holds [mu | log var] (2 n_latent
+        wide, identity activation) and the next layer reads z sampled from it
+        with `bit_generator` (required).
+    n_latent : int
+        Width of z.
+    kl_weight : float
+        Weight of the KL term (settable between calls, for warm-up).
+    obs_off, obs_logvar : int, float
+        Gaussian likelihood (loss code 2): offset of the learned per-feature
+        log-variances in the parameter buffer, or -1 and a fixed log-variance.
     """
     cdef Reg reg
     cdef public Py_ssize_t encode_k
@@ -721,13 +892,20 @@ cdef class Regularization:
                  double target=0.0, Py_ssize_t k=0, Py_ssize_t encode_k=0,
                  bint normalize_decoder=False, int corruption=CO_NONE, double level=0.0,
                  double low=0.0, double high=1.0, bit_generator=None, Py_ssize_t n_code=0,
-                 Py_ssize_t aux_k=0, double aux_weight=0.0, int64_t dead_after=0):
+                 Py_ssize_t aux_k=0, double aux_weight=0.0, int64_t dead_after=0,
+                 bint gaussian=False, Py_ssize_t n_latent=0, double kl_weight=1.0,
+                 Py_ssize_t obs_off=-1, double obs_logvar=0.0):
         if sparsity != SP_NONE and code_block < 1:
             raise ValueError("code-layer sparsity needs a code block")
         if sparsity == SP_TOPK and not (1 <= k <= n_code and 1 <= encode_k <= n_code):
             raise ValueError("TopK needs 1 <= k, encode_k <= n_code")
         if corruption != CO_NONE and bit_generator is None:
             raise ValueError("corruption needs a bit generator")
+        if gaussian and (code_block < 1 or n_latent < 1 or sparsity != SP_NONE):
+            raise ValueError("a VAE bottleneck needs a code block, n_latent >= 1 and no "
+                             "code sparsity")
+        if not (kl_weight >= 0.0):
+            raise ValueError("kl_weight must be >= 0")
         self.reg.code_block = code_block
         self.reg.sparsity = sparsity
         self.reg.weight = weight
@@ -755,6 +933,22 @@ cdef class Regularization:
         self.reg.fired = &self._fired[0]
         self.reg.since_fired = &self._since_fired[0]
         self.reg.rho = &self._rho[0]
+        self.reg.gaussian = gaussian
+        self.reg.n_latent = n_latent if gaussian else 0
+        self.reg.kl_weight = kl_weight
+        self.reg.obs_off = obs_off
+        self.reg.obs_logvar = obs_logvar
+
+    @property
+    def kl_weight(self):
+        """Weight of the VAE's KL term in the training objective."""
+        return self.reg.kl_weight
+
+    @kl_weight.setter
+    def kl_weight(self, double value):
+        if not (value >= 0.0):
+            raise ValueError("kl_weight must be >= 0")
+        self.reg.kl_weight = value
 
     @property
     def fired(self):
@@ -789,6 +983,10 @@ cdef Spec _make_spec(const int64_t[::1] sizes, const int64_t[::1] acts,
         raise ValueError("the regularization does not fit this network")
     if reg.reg.aux_k and reg.reg.code_block != n_layers - 1:
         raise ValueError("AuxK needs the code to feed the output layer directly")
+    if reg.reg.gaussian and (reg.reg.code_block < 1
+                             or sizes[reg.reg.code_block] != 2 * reg.reg.n_latent
+                             or acts[reg.reg.code_block - 1] != ACT_IDENTITY):
+        raise ValueError("a VAE's stats block must be 2 * n_latent wide and linear")
     s.n_layers = n_layers
     s.sizes = &sizes[0]
     s.acts = &acts[0]
@@ -800,6 +998,15 @@ cdef Spec _make_spec(const int64_t[::1] sizes, const int64_t[::1] acts,
     return s
 
 
+cdef int _check_obs(const Spec* s, Py_ssize_t n_params) except -1:
+    """The learned Gaussian variances must lie inside the parameter buffer."""
+    if s.loss == LOSS_GAUSS and s.reg.obs_off >= 0 and (
+            s.reg.obs_off < s.b_off[s.n_layers - 1] + s.sizes[s.n_layers]
+            or s.reg.obs_off + s.sizes[s.n_layers] > n_params):
+        raise ValueError("the learned variances lie outside the parameter buffer")
+    return 0
+
+
 
 cdef Py_ssize_t _max_width(const Spec* s) noexcept nogil:
     cdef Py_ssize_t l, m = 0
@@ -809,9 +1016,12 @@ cdef Py_ssize_t _max_width(const Spec* s) noexcept nogil:
     return m
 
 
-def workspace_sizes(const int64_t[::1] sizes, Py_ssize_t batch_size):
-    """Lengths of the activation and delta workspaces for `batch_size` rows."""
-    cdef Py_ssize_t total = 0, m = 0, l
+def workspace_sizes(const int64_t[::1] sizes, Py_ssize_t batch_size, Py_ssize_t n_latent=0):
+    """Lengths of the activation and delta workspaces for `batch_size` rows.
+
+    A VAE (`n_latent` > 0) also keeps z and eps, n_latent values per row each.
+    """
+    cdef Py_ssize_t total = 2 * n_latent, m = 0, l
     for l in range(sizes.shape[0]):
         total += sizes[l]
         m = max(m, sizes[l])
@@ -847,7 +1057,7 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     cdef floating* out
     cdef floating* target
     cdef floating* code
-    cdef double data_loss, penalty
+    cdef double data_loss, penalty, kl, norm
     cdef int status = ST_OK
     cdef bint corrupt = s.reg.corruption != CO_NONE
     cdef int64_t[::1] idx = np.zeros(max(batch_size * k, 1), dtype=np.int64)
@@ -867,9 +1077,12 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
         raise ValueError("batch range out of the index")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    need_ws, need_delta = workspace_sizes(sizes, batch_size)
+    need_ws, need_delta = workspace_sizes(sizes, batch_size, s.reg.n_latent)
     if ws.shape[0] < need_ws or delta_ws.shape[0] < need_delta:
         raise ValueError("workspace too small")
+    if s.reg.gaussian and s.reg.rng == NULL:
+        raise ValueError("a VAE needs a bit generator for its samples")
+    _check_obs(&s, n_params)
     if corrupt and target_ws.shape[0] < batch_size * n_features:
         raise ValueError("target workspace too small")
     if grads.shape[0] != n_params or state1.shape[0] != n_params or state2.shape[0] != n_params:
@@ -905,12 +1118,16 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
             if k > 0:
                 for j in range(n_code):
                     s.reg.since_fired[j] += rows
-            _forward(&s, &params[0], &ws[0], batch_size, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE, k, &idx[0], &values[0], s.reg.fired, dense_ptr)
+            kl = _forward(&s, &params[0], &ws[0], batch_size, rows, 0, s.n_layers,
+                          s.loss == LOSS_BCE, k, &idx[0], &values[0], s.reg.fired, dense_ptr,
+                          s.reg.rng, NULL)
             out = &ws[0] + _block_offset(&s, s.n_layers, batch_size)
+            # An autoencoder's loss is a mean over samples and features; a VAE's
+            # negative ELBO sums over features and averages over samples.
+            norm = rows if s.reg.gaussian else rows * n_out
             data_loss = _loss_and_delta(&s, out, target, &delta_ws[0], rows, n_out,
-                                        1.0 / (rows * n_out), NULL)
-            data_loss /= rows * n_out
+                                        1.0 / norm, NULL, &params[0], &grads[0])
+            data_loss = (data_loss + s.reg.kl_weight * kl) / norm
             if cb > 0 and (s.reg.sparsity == SP_L1 or s.reg.sparsity == SP_KL):
                 width = s.sizes[cb]
                 code = &ws[0] + _block_offset(&s, cb, batch_size)
@@ -921,7 +1138,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
             penalty = _backward(&s, &params[0], &grads[0], &ws[0], &delta_ws[0],
                                 &delta_ws[0] + batch_size * _max_width(&s),
                                 batch_size, rows, weight_decay, weight_l1, k, &idx[0],
-                                dense_ptr, target, &aux_ws[0], &aux_idx[0])
+                                dense_ptr, target, &aux_ws[0], &aux_idx[0],
+                                s.reg.kl_weight / rows)
             if not _all_finite(&grads[0], n_params):
                 status = ST_NONFINITE_GRAD
                 break
@@ -943,9 +1161,10 @@ def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
                  Py_ssize_t block_rows, floating[:, ::1] out):
     """out <- network layers [first, last) applied to X[index] (with activations).
 
-    X has sizes[first] columns and out has sizes[last]; rows are processed in
-    blocks of `block_rows` through the workspace. A TopK code keeps
-    `reg.encode_k` units when the code block lies in (first, last].
+    X has sizes[first] columns (a VAE decoder's input: n_latent) and out has
+    sizes[last]; rows are processed in blocks of `block_rows` through the
+    workspace. A TopK code keeps `reg.encode_k` units when the code block lies
+    in (first, last]; a VAE decodes its posterior mean (no sampling).
     """
     cdef Spec s = _make_spec(sizes, acts, w_off, b_off, LOSS_MSE, leaky_slope, reg)
     cdef Py_ssize_t n = index.shape[0], pos, rows, i, j
@@ -957,11 +1176,11 @@ def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
     cdef floating* res
     if not (0 <= first < last <= s.n_layers):
         raise ValueError("invalid layer range")
-    d_in = sizes[first]
+    d_in = _in_width(&s, first)
     d_out = sizes[last]
     if X.shape[1] != d_in or out.shape[1] != d_out or out.shape[0] != n:
         raise ValueError("shape mismatch between X, out and the layer range")
-    if ws.shape[0] < workspace_sizes(sizes, block_rows)[0]:
+    if ws.shape[0] < workspace_sizes(sizes, block_rows, s.reg.n_latent)[0]:
         raise ValueError("workspace too small")
     for i in range(n):
         if index[i] < 0 or index[i] >= X.shape[0]:
@@ -972,11 +1191,14 @@ def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
         pos = 0
         while pos < n:
             rows = min(block_rows, n - pos)
-            # Place the input in block `first` of a layout that starts there.
-            _gather(&X[0, 0], d_in, &index[pos], rows,
-                    &ws[0] + _block_offset(&s, first, block_rows))
+            # Place the input in block `first` (a VAE's decoder input: the z block).
+            if s.reg.gaussian and first == cb:
+                _gather(&X[0, 0], d_in, &index[pos], rows, &ws[0] + _z_offset(&s, block_rows))
+            else:
+                _gather(&X[0, 0], d_in, &index[pos], rows,
+                        &ws[0] + _block_offset(&s, first, block_rows))
             _forward(&s, &params[0], &ws[0], block_rows, rows, first, last, False,
-                     k, &idx[0], &values[0], NULL, NULL)
+                     k, &idx[0], &values[0], NULL, NULL, NULL, NULL)
             res = &ws[0] + _block_offset(&s, last, block_rows)
             memcpy(&out[pos, 0], res, rows * d_out * sizeof(floating))
             pos += rows
@@ -1002,9 +1224,10 @@ def row_losses(const floating[:, ::1] X, const int64_t[::1] index,
     cdef floating* res
     if d != sizes[0] or d != sizes[s.n_layers]:
         raise ValueError("X has %d features, the network expects %d" % (d, sizes[0]))
+    _check_obs(&s, params.shape[0])
     if out.shape[0] != n:
         raise ValueError("out must have one entry per index")
-    if ws.shape[0] < workspace_sizes(sizes, block_rows)[0]:
+    if ws.shape[0] < workspace_sizes(sizes, block_rows, s.reg.n_latent)[0]:
         raise ValueError("workspace too small")
     for i in range(n):
         if index[i] < 0 or index[i] >= X.shape[0]:
@@ -1017,9 +1240,9 @@ def row_losses(const floating[:, ::1] X, const int64_t[::1] index,
             rows = min(block_rows, n - pos)
             _gather(&X[0, 0], d, &index[pos], rows, &ws[0])
             _forward(&s, &params[0], &ws[0], block_rows, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE, k, &idx[0], &values[0], NULL, NULL)
+                     s.loss == LOSS_BCE, k, &idx[0], &values[0], NULL, NULL, NULL, NULL)
             res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
-            _loss_and_delta(&s, res, &ws[0], NULL, rows, d, 1.0, &out[pos])
+            _loss_and_delta(&s, res, &ws[0], NULL, rows, d, 1.0, &out[pos], &params[0], NULL)
             for i in range(rows):
                 out[pos + i] /= d
             pos += rows
@@ -1035,3 +1258,135 @@ def corrupt(const floating[::1] clean, floating[::1] out, Regularization reg):
         return
     with nogil:
         _corrupt(&reg.reg, &clean[0], &out[0], clean.shape[0])
+
+
+def vae_rows(const floating[:, ::1] X, const int64_t[::1] index,
+             const int64_t[::1] sizes, const int64_t[::1] acts,
+             const int64_t[::1] w_off, const int64_t[::1] b_off,
+             int loss, double leaky_slope, Regularization reg,
+             const floating[::1] params, floating[::1] ws, Py_ssize_t block_rows,
+             bint sample, double[::1] rec_out, double[::1] kl_out):
+    """Per row of X[index]: the VAE's reconstruction NLL (summed over features) and KL.
+
+    With `sample`, z is drawn from q(z|x) with the regularization's bit
+    generator (one-sample ELBO = -(rec + kl)); otherwise z = mu.
+    """
+    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope, reg)
+    cdef Py_ssize_t n = index.shape[0], pos, rows, i
+    cdef Py_ssize_t d = X.shape[1]
+    cdef floating* res
+    cdef bitgen_t* rng = s.reg.rng if sample else NULL
+    if not s.reg.gaussian:
+        raise ValueError("vae_rows needs a VAE bottleneck")
+    if sample and rng == NULL:
+        raise ValueError("sampling needs a bit generator")
+    if d != sizes[0] or d != sizes[s.n_layers]:
+        raise ValueError("X has %d features, the network expects %d" % (d, sizes[0]))
+    _check_obs(&s, params.shape[0])
+    if rec_out.shape[0] != n or kl_out.shape[0] != n:
+        raise ValueError("rec_out and kl_out need one entry per index")
+    if ws.shape[0] < workspace_sizes(sizes, block_rows, s.reg.n_latent)[0]:
+        raise ValueError("workspace too small")
+    for i in range(n):
+        if index[i] < 0 or index[i] >= X.shape[0]:
+            raise IndexError("index outside X")
+    if n == 0:
+        return
+    with nogil:
+        pos = 0
+        while pos < n:
+            rows = min(block_rows, n - pos)
+            _gather(&X[0, 0], d, &index[pos], rows, &ws[0])
+            _forward(&s, &params[0], &ws[0], block_rows, rows, 0, s.n_layers,
+                     s.loss == LOSS_BCE, 0, NULL, NULL, NULL, NULL, rng, &kl_out[pos])
+            res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
+            _loss_and_delta(&s, res, &ws[0], NULL, rows, d, 1.0, &rec_out[pos], &params[0],
+                            NULL)
+            pos += rows
+
+
+def decode_losses(const floating[:, ::1] Z, const floating[:, ::1] X,
+                  const int64_t[::1] x_index, const int64_t[::1] sizes,
+                  const int64_t[::1] acts, const int64_t[::1] w_off,
+                  const int64_t[::1] b_off, int loss, double leaky_slope,
+                  Regularization reg, const floating[::1] params, floating[::1] ws,
+                  Py_ssize_t block_rows, double[::1] out):
+    """out[i] <- reconstruction NLL (summed over features) of X[x_index[i]] decoded from Z[i].
+
+    The decoder part of a VAE (layers from the code block on), for the
+    importance-weighted likelihood: many z per x without copying x.
+    """
+    cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope, reg)
+    cdef Py_ssize_t n = Z.shape[0], pos, rows, i
+    cdef Py_ssize_t d = X.shape[1], cb = s.reg.code_block
+    cdef floating* res
+    cdef floating* target
+    if not s.reg.gaussian:
+        raise ValueError("decode_losses needs a VAE bottleneck")
+    if Z.shape[1] != s.reg.n_latent or d != sizes[s.n_layers]:
+        raise ValueError("Z needs %d columns and X %d" % (s.reg.n_latent, sizes[s.n_layers]))
+    _check_obs(&s, params.shape[0])
+    if x_index.shape[0] != n or out.shape[0] != n:
+        raise ValueError("x_index and out need one entry per row of Z")
+    # The targets go to block 0, unused when decoding from the code block.
+    if ws.shape[0] < workspace_sizes(sizes, block_rows, s.reg.n_latent)[0]:
+        raise ValueError("workspace too small")
+    for i in range(n):
+        if x_index[i] < 0 or x_index[i] >= X.shape[0]:
+            raise IndexError("x_index outside X")
+    if n == 0:
+        return
+    with nogil:
+        pos = 0
+        while pos < n:
+            rows = min(block_rows, n - pos)
+            memcpy(&ws[0] + _z_offset(&s, block_rows), &Z[pos, 0],
+                   rows * s.reg.n_latent * sizeof(floating))
+            target = &ws[0]
+            _gather(&X[0, 0], d, &x_index[pos], rows, target)
+            _forward(&s, &params[0], &ws[0], block_rows, rows, cb, s.n_layers,
+                     s.loss == LOSS_BCE, 0, NULL, NULL, NULL, NULL, NULL, NULL)
+            res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
+            _loss_and_delta(&s, res, target, NULL, rows, d, 1.0, &out[pos], &params[0], NULL)
+            pos += rows
+
+
+def reparameterize(const floating[:, ::1] stats, floating[:, ::1] z, floating[:, ::1] eps,
+                   Regularization reg, bint sample=True, double[::1] kl_out=None):
+    """z <- mu + exp(log var / 2) * eps: the training step's sampling kernel, for tests.
+
+    stats has 2k columns [mu | log var]; eps receives the standard normal
+    draws (row-major, from reg's bit generator). Returns the summed KL.
+    """
+    cdef Py_ssize_t rows = stats.shape[0], k = z.shape[1]
+    cdef bitgen_t* rng = reg.reg.rng if sample else NULL
+    cdef double total
+    cdef double* kl_ptr = NULL
+    if stats.shape[1] != 2 * k or z.shape[0] != rows or eps.shape[0] != rows or eps.shape[1] != k:
+        raise ValueError("stats must be (n, 2k), z and eps (n, k)")
+    if sample and rng == NULL:
+        raise ValueError("sampling needs a bit generator")
+    if kl_out is not None:
+        if kl_out.shape[0] != rows:
+            raise ValueError("kl_out needs one entry per row")
+        kl_ptr = &kl_out[0]
+    if rows == 0 or k == 0:
+        return 0.0
+    with nogil:
+        total = _reparameterize(&stats[0, 0], rows, k, &z[0, 0], &eps[0, 0], rng, kl_ptr)
+    return total
+
+
+def reparameterize_backward(const floating[:, ::1] stats, const floating[:, ::1] eps,
+                            const floating[:, ::1] d_z, floating[:, ::1] d_stats,
+                            double kl_scale):
+    """d_stats <- gradient of (L(z) + kl_scale * KL) w.r.t. [mu | log var], given dL/dz."""
+    cdef Py_ssize_t rows = stats.shape[0], k = eps.shape[1]
+    if (stats.shape[1] != 2 * k or eps.shape[0] != rows or d_z.shape[0] != rows
+            or d_z.shape[1] != k or d_stats.shape[0] != rows or d_stats.shape[1] != 2 * k):
+        raise ValueError("stats and d_stats must be (n, 2k), eps and d_z (n, k)")
+    if rows == 0 or k == 0:
+        return
+    with nogil:
+        _reparameterize_backward(&stats[0, 0], &eps[0, 0], &d_z[0, 0], &d_stats[0, 0], rows, k,
+                                 kl_scale)

@@ -153,3 +153,46 @@ def auxk_loss(W_dec, dense, residual, dead, aux_k, weight):
         keep = np.argsort(-candidates, kind="stable")[:m]
         e_hat[i] = row[keep] @ W_dec[keep]
     return weight * np.mean((residual - e_hat) ** 2)
+
+
+# ----------------------------------------------------------------- VAE bottleneck
+LOGVAR_MIN, LOGVAR_MAX = -20.0, 10.0
+
+
+def reparameterize(stats, eps):
+    """z = mu + exp(clamp(log var) / 2) * eps and the per-row analytic KL to N(0, I)."""
+    k = eps.shape[1]
+    mu = stats[:, :k].astype(float)
+    lv = np.clip(stats[:, k:].astype(float), LOGVAR_MIN, LOGVAR_MAX)
+    z = mu + np.exp(0.5 * lv) * eps
+    kl = 0.5 * np.sum(mu ** 2 + np.exp(lv) - 1.0 - lv, axis=1)
+    return z, kl
+
+
+def reparameterize_backward(stats, eps, d_z, kl_scale):
+    """Gradient of sum(d_z * z) + kl_scale * sum(KL) w.r.t. [mu | log var]."""
+    k = eps.shape[1]
+    mu = stats[:, :k].astype(float)
+    raw = stats[:, k:].astype(float)
+    sd = np.exp(0.5 * raw)
+    d_mu = d_z + kl_scale * mu
+    d_lv = 0.5 * d_z * eps * sd + kl_scale * 0.5 * (sd ** 2 - 1.0)
+    d_lv[(raw < LOGVAR_MIN) | (raw > LOGVAR_MAX)] = 0.0
+    return np.hstack([d_mu, d_lv])
+
+
+def vae_objective(weights, activations, likelihood, X, vae_block, eps, kl_weight,
+                  obs_logvar=None):
+    """Mean over rows of (reconstruction NLL summed over features + kl_weight * KL)."""
+    h = X.astype(float)
+    for layer, ((W, b), act) in enumerate(zip(weights, activations)):
+        if layer == vae_block:
+            h, kl = reparameterize(h, eps)
+        z = h @ W + b
+        h = z if layer == len(weights) - 1 else activation(act, z)
+    if likelihood == "bernoulli":
+        nll = np.sum(np.maximum(z, 0) - z * X + np.log1p(np.exp(-np.abs(z))), axis=1)
+    else:
+        lv = np.clip(obs_logvar, LOGVAR_MIN, LOGVAR_MAX)
+        nll = 0.5 * np.sum((X - z) ** 2 * np.exp(-lv) + lv + np.log(2 * np.pi), axis=1)
+    return float(np.mean(nll + kl_weight * kl))

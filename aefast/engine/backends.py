@@ -36,7 +36,8 @@ class CPUBackend:
 
     def _workspace(self, rows):
         if rows not in self._workspaces:
-            n_ws, n_delta = _network.workspace_sizes(self.network.sizes, rows)
+            n_ws, n_delta = _network.workspace_sizes(self.network.sizes, rows,
+                                                     self.network.n_latent)
             dtype = self.network.dtype
             # The clean batch, when the network sees a corrupted copy.
             target = np.empty(rows * int(self.network.sizes[0]), dtype)
@@ -75,8 +76,15 @@ class CPUBackend:
         return out
 
     def row_losses(self, X, index=None):
-        """Loss of reconstructing each row, averaged over features (float64)."""
+        """Loss of reconstructing each row, averaged over features (float64).
+
+        For a VAE: the one-sample negative ELBO of each row (summed over
+        features), z drawn with the regularization's bit generator.
+        """
         net = self.network
+        if net.vae_block:
+            rec, kl = self.vae_rows(X, index, sample=True)
+            return rec + kl
         if index is None:
             index = np.arange(X.shape[0], dtype=np.int64)
         out = np.empty(index.shape[0], dtype=np.float64)
@@ -84,6 +92,29 @@ class CPUBackend:
         ws = self._workspace(rows)[0]
         _network.row_losses(X, index, *net.spec(), self.loss_code, net.leaky_slope,
                             self.regularization, net.params, ws, rows, out)
+        return out
+
+    def vae_rows(self, X, index=None, sample=True):
+        """Per-row (reconstruction NLL summed over features, KL) of a VAE (float64)."""
+        net = self.network
+        if index is None:
+            index = np.arange(X.shape[0], dtype=np.int64)
+        rec = np.empty(index.shape[0], dtype=np.float64)
+        kl = np.empty(index.shape[0], dtype=np.float64)
+        rows = max(1, min(INFERENCE_BLOCK_ROWS, index.shape[0]))
+        ws = self._workspace(rows)[0]
+        _network.vae_rows(X, index, *net.spec(), self.loss_code, net.leaky_slope,
+                          self.regularization, net.params, ws, rows, sample, rec, kl)
+        return rec, kl
+
+    def decode_losses(self, Z, X, x_index):
+        """Reconstruction NLL of X[x_index[i]] decoded from Z[i], summed over features."""
+        net = self.network
+        out = np.empty(Z.shape[0], dtype=np.float64)
+        rows = max(1, min(INFERENCE_BLOCK_ROWS, Z.shape[0]))
+        ws = self._workspace(rows)[0]
+        _network.decode_losses(Z, X, x_index, *net.spec(), self.loss_code, net.leaky_slope,
+                               self.regularization, net.params, ws, rows, out)
         return out
 
 

@@ -9,7 +9,9 @@ Both are means over samples and features, the convention of
   targets in [0, 1] and a sigmoid output layer.
 """
 LOSSES = ("mse", "bce")
-LOSS_CODES = {"mse": 0, "bce": 1}
+# "gaussian" (the VAE's Gaussian likelihood, summed over features) is not an
+# Autoencoder loss; the VAE selects it through its `likelihood`.
+LOSS_CODES = {"mse": 0, "bce": 1, "gaussian": 2}
 
 
 def resolve_loss(loss, output_activation, data_in_unit_interval):

@@ -34,6 +34,15 @@ class Network:
         Floating type of the parameters.
     leaky_slope : float
         Negative-side slope of ``leaky_relu``.
+    n_latent : int, default=0
+        VAE: layer ``vae_block`` reads a sample z of width ``n_latent`` drawn
+        from its input block ``[mu | log var]`` (``sizes[vae_block] ==
+        2 * n_latent``), so its weights are ``n_latent x n_out``.
+    vae_block : int, default=0
+        The stats block of a VAE (0: no VAE bottleneck).
+    n_extra : int, default=0
+        Parameters after the last layer (a VAE's learned per-feature output
+        log-variances), initialised to zero.
 
     Attributes
     ----------
@@ -41,9 +50,12 @@ class Network:
         The flat parameter buffer.
     w_off, b_off : ndarray of int64
         Offsets of each layer's weights and bias in ``params``.
+    extra_off : int
+        Offset of the extra parameters in ``params``.
     """
 
-    def __init__(self, sizes, activations, dtype=np.float32, leaky_slope=DEFAULT_LEAKY_SLOPE):
+    def __init__(self, sizes, activations, dtype=np.float32, leaky_slope=DEFAULT_LEAKY_SLOPE,
+                 n_latent=0, vae_block=0, n_extra=0):
         sizes = [int(s) for s in sizes]
         activations = [check_activation(a) for a in activations]
         if len(sizes) < 2 or len(activations) != len(sizes) - 1:
@@ -57,15 +69,33 @@ class Network:
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.leaky_slope = float(leaky_slope)
+        self.n_latent, self.vae_block, self.n_extra = int(n_latent), int(vae_block), int(n_extra)
+        if self.vae_block and not (0 < self.vae_block < len(activations)
+                                   and sizes[self.vae_block] == 2 * self.n_latent >= 2):
+            raise ValueError("a VAE's stats block must be an inner block of width 2 * n_latent")
+        if self.n_extra < 0:
+            raise ValueError("n_extra must be >= 0")
         w_off, b_off, pos = [], [], 0
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        for layer, n_out in enumerate(sizes[1:]):
             w_off.append(pos)
-            pos += n_in * n_out
+            pos += self.in_width(layer) * n_out
             b_off.append(pos)
             pos += n_out
         self.w_off = np.asarray(w_off, dtype=np.int64)
         self.b_off = np.asarray(b_off, dtype=np.int64)
-        self.params = np.zeros(pos, dtype=self.dtype)
+        self.extra_off = pos
+        self.params = np.zeros(pos + self.n_extra, dtype=self.dtype)
+
+    def in_width(self, layer):
+        """Input width of ``layer``: z (``n_latent``) for a VAE's first decoder layer."""
+        if self.vae_block and layer == self.vae_block:
+            return self.n_latent
+        return int(self.sizes[layer])
+
+    def extra(self, buffer=None):
+        """View of the extra parameters in `buffer` (default params)."""
+        buf = self.params if buffer is None else buffer
+        return buf[self.extra_off:self.extra_off + self.n_extra]
 
     @property
     def n_layers(self):
@@ -78,7 +108,7 @@ class Network:
     def weight(self, layer, buffer=None):
         """View of layer `layer`'s weights (n_in, n_out) in `buffer` (default params)."""
         buf = self.params if buffer is None else buffer
-        n_in, n_out = int(self.sizes[layer]), int(self.sizes[layer + 1])
+        n_in, n_out = self.in_width(layer), int(self.sizes[layer + 1])
         start = int(self.w_off[layer])
         return buf[start:start + n_in * n_out].reshape(n_in, n_out)
 
@@ -106,7 +136,7 @@ class Network:
             raise ValueError(f"init={scheme!r} is not supported; choose auto, he or glorot")
         self.params[:] = 0
         for layer, act in enumerate(self.activations):
-            n_in, n_out = int(self.sizes[layer]), int(self.sizes[layer + 1])
+            n_in, n_out = self.in_width(layer), int(self.sizes[layer + 1])
             use_he = scheme == "he" or (
                 scheme == "auto" and act in ("relu", "leaky_relu", "softplus"))
             if use_he:
@@ -128,11 +158,15 @@ class Network:
             "activations": list(self.activations),
             "dtype": self.dtype.name,
             "leaky_slope": self.leaky_slope,
+            "n_latent": self.n_latent,
+            "vae_block": self.vae_block,
+            "n_extra": self.n_extra,
         }
 
     @classmethod
     def from_state(cls, state, params):
-        net = cls(state["sizes"], state["activations"], state["dtype"], state["leaky_slope"])
+        net = cls(state["sizes"], state["activations"], state["dtype"], state["leaky_slope"],
+                  state.get("n_latent", 0), state.get("vae_block", 0), state.get("n_extra", 0))
         params = np.asarray(params)
         if params.shape != net.params.shape:
             raise ValueError(

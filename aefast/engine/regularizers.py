@@ -231,7 +231,7 @@ def check_corruption(corruption):
     return corruption
 
 
-def make_regularization(sparsity, corruption, code_block, n_code, rng=None):
+def make_regularization(sparsity, corruption, code_block, n_code, rng=None, **bottleneck):
     """The compiled step's ``Regularization`` for a network.
 
     Parameters
@@ -242,9 +242,15 @@ def make_regularization(sparsity, corruption, code_block, n_code, rng=None):
     n_code : int
         Width of the code.
     rng : numpy.random.Generator or None
-        Its bit generator draws the corruption noise (training only).
+        Its bit generator draws the corruption noise (training only) and a
+        VAE's samples.
+    **bottleneck
+        A VAE's sampling bottleneck (``gaussian=True, n_latent, kl_weight,
+        obs_off, obs_logvar``), passed on to ``Regularization``.
     """
-    kwargs = dict(code_block=code_block, n_code=n_code)
+    kwargs = dict(code_block=code_block, n_code=n_code, **bottleneck)
+    if bottleneck.get("gaussian") and rng is not None:
+        kwargs["bit_generator"] = rng.bit_generator
     if sparsity is not None:
         kwargs["sparsity"] = SPARSITY_CODES[sparsity.kind]
         if isinstance(sparsity, TopK):

@@ -26,6 +26,9 @@ class TrainingConfig:
     weight_decay: float = 0.0
     weight_l1: float = 0.0
     verbose: bool = False
+    # Each training row enters its batch this many times (a VAE's Monte-Carlo
+    # samples per input): batches hold batch_size * repeat rows.
+    repeat: int = 1
 
 
 @dataclass
@@ -54,7 +57,7 @@ def split_validation(n_samples, fraction, rng):
 
 
 def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history,
-          n_epochs=None, log=print):
+          n_epochs=None, log=print, before_epoch=None):
     """Train for up to ``n_epochs`` (default ``config.max_epochs``) epochs.
 
     Parameters
@@ -67,6 +70,9 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
     config : TrainingConfig
     rng : numpy.random.Generator used for shuffling.
     history : History, appended to.
+    before_epoch : callable or None
+        Called with the number of epochs done so far before each epoch (a
+        VAE's KL warm-up sets its weight there).
 
     Raises
     ------
@@ -76,8 +82,9 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
     """
     network = backend.network
     grads = np.zeros_like(network.params)
-    n_train = train_idx.shape[0]
-    batch_size = config.batch_size
+    repeat = int(config.repeat)
+    n_train = train_idx.shape[0] * repeat
+    batch_size = config.batch_size * repeat
     n_batches = -(-n_train // batch_size)
     per_call = backend.steps_per_call(batch_size)
     batch_losses = np.empty(per_call, dtype=np.float64)
@@ -92,13 +99,21 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
             tic = time.perf_counter()
             if regularization is not None:
                 regularization.reset_fired()  # firing counts cover the last epoch
+            if before_epoch is not None:
+                before_epoch(history.n_epochs)
             order = rng.permutation(train_idx) if config.shuffle else train_idx
+            if repeat > 1:
+                order = np.repeat(order, repeat)
             epoch_loss = 0.0
             done = 0
             while done < n_batches:
                 take = min(per_call, n_batches - done)
                 start = done * batch_size
                 stop = min(n_train, start + take * batch_size)
+                # A finite gradient can still overflow the parameters in its update
+                # (a huge learning rate); the next step then fails on its loss. This
+                # copy (one per call of many steps) is what the model falls back to.
+                checkpoint = network.params.copy()
                 steps, status = backend.train_batches(
                     X, order, start, stop, batch_size, optimizer, state, grads,
                     config.weight_decay, config.weight_l1, batch_losses)
@@ -106,11 +121,15 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
                 done += steps
                 if status != 0:
                     what = "loss" if status == 1 else "gradient"
+                    kept = "its last finite step"
+                    if not np.all(np.isfinite(network.params)):
+                        network.params[:] = checkpoint
+                        kept = f"step {done - steps}, the last with finite values"
                     raise TrainingDivergedError(
                         f"training diverged: non-finite {what} at epoch "
                         f"{history.n_epochs + 1}, step {done + 1}; the model keeps the "
-                        "parameters of its last finite step. Lower learning_rate, scale "
-                        "the data or add weight_decay.")
+                        f"parameters of {kept}. Lower learning_rate, scale the data or "
+                        "add weight_decay.")
             loss = epoch_loss / n_train
             history.loss_curve.append(loss)
             history.n_epochs += 1

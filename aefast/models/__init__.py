@@ -3,5 +3,6 @@ from .autoencoder import Autoencoder
 from .hebbian import HebbianNeuron
 from .linear import LinearAutoencoder
 from .oja import OjaPCA
+from .vae import VAE
 
-__all__ = ["Autoencoder", "HebbianNeuron", "LinearAutoencoder", "OjaPCA"]
+__all__ = ["Autoencoder", "HebbianNeuron", "LinearAutoencoder", "OjaPCA", "VAE"]

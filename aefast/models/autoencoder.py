@@ -196,6 +196,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         if self.n_jobs is not None:
             check_int(self.n_jobs, "n_jobs", low=-1)
         check_dtype(self.dtype)
+        self._make_optimizer()  # validates the optimizer before any state is touched
         return hidden
 
     def _make_optimizer(self):
@@ -235,6 +236,10 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         # The code constraint is part of the fitted model: inference keeps using it
         # even if the parameter changes later.
         self._code_sparsity = self.sparsity
+        self._reset_training_state(rng)
+
+    def _reset_training_state(self, rng):
+        """Fresh noise stream, optimizer state and history for a new fit."""
         self._noise_rng = np.random.default_rng(rng.integers(2**63))
         self.dead_fraction_ = None
         self._optimizer_state = OptimizerState(self.network_.n_params, self.network_.dtype)
@@ -262,13 +267,15 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             batch_size=self._check_batch_size(train_idx.shape[0]), max_epochs=self.max_epochs,
             shuffle=self.shuffle, early_stopping=early_stopping,
             n_iter_no_change=self.n_iter_no_change, tol=self.tol,
-            weight_decay=self.weight_decay, weight_l1=self.weight_l1, verbose=self.verbose)
+            weight_decay=self.weight_decay, weight_l1=self.weight_l1, verbose=self.verbose,
+            repeat=self._rows_per_input())
         regularization = self._regularization(self.corruption, self._noise_rng)
         backend = get_backend(self.device_, self.network_, self.loss_, regularization)
         try:
             with self._blas_threads():
                 train(backend, self._make_optimizer(), self._optimizer_state, X, train_idx,
-                      val_idx, config, rng, self._history, n_epochs=n_epochs)
+                      val_idx, config, rng, self._history, n_epochs=n_epochs,
+                      before_epoch=self._epoch_hook(regularization))
         finally:
             self.n_epochs_ = self._history.n_epochs
             if self._history.validation_scores:
@@ -276,6 +283,14 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             if self._code_sparsity is not None and self._code_sparsity.kind == "topk":
                 self.dead_fraction_ = float(np.mean(regularization.fired == 0))
         return self
+
+    def _rows_per_input(self):
+        """How many times each training row enters its batch (the VAE's n_samples)."""
+        return 1
+
+    def _epoch_hook(self, regularization):
+        """Called before each epoch by the training loop (None: nothing to do)."""
+        return None
 
     def _regularization(self, corruption=None, noise_rng=None):
         """The compiled step's view of the code constraint (and corruption)."""
