@@ -82,7 +82,10 @@ def load(path):
         foreign, or of a newer format version).
     """
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise ModelFileError(f"{path} is not an aefast model file (not an .npz archive)")
+        with archive:
             arrays = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise

@@ -102,3 +102,10 @@ def test_save_refuses_unfitted_and_foreign_objects(tmp_path):
         aefast.save(object(), tmp_path / "m.npz")
     with pytest.raises(FileNotFoundError):
         aefast.load(tmp_path / "missing.npz")
+
+
+def test_load_refuses_a_plain_npy_file(tmp_path):
+    path = tmp_path / "array.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(aefast.ModelFileError, match="not an .npz"):
+        aefast.load(path)
