@@ -199,7 +199,11 @@ def test_in_pipeline_and_grid_search(digits):
     (dict(early_stopping=True, validation_fraction=1.5), "validation_fraction"),
     (dict(loss="bce", output_activation="identity"), "sigmoid"),
 ])
-def test_bad_parameters(digits, params, match):
+def test_bad_parameters(digits, params, match, monkeypatch):
+    # device="cuda" must fail clearly without a GPU, also when the CUDA simulator
+    # (which counts as one) is enabled for the rest of the suite.
+    monkeypatch.setattr("aefast.engine.cuda_backend.cuda_available",
+                        lambda: (False, "no GPU in this test"))
     with pytest.raises((ValueError, TypeError), match=match):
         small(**params).fit(digits)
 

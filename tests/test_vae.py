@@ -291,3 +291,9 @@ def test_divergence_stops_with_the_last_finite_parameters():
                                      max_epochs=2, batch_size=16, random_state=0)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_cuda_device_is_refused_clearly(digits):
+    with pytest.raises((ValueError, NotImplementedError), match="cuda"):
+        aefast.VAE(hidden_layers=(8,), n_components=2, max_epochs=1,
+                   device="cuda").fit(digits[:50])

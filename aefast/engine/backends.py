@@ -1,8 +1,9 @@
 """Backends own the working arrays of a network and call its compiled kernels.
 
-Only the CPU backend exists so far: the Cython kernels of
-``aefast._ext._network``. A backend is created per fit or per inference call;
-it holds no state that a model needs to keep.
+The CPU backend runs the Cython kernels of ``aefast._ext._network``; the CUDA
+backend (``cuda_backend.CUDABackend``, imported only for device "cuda") the
+numba.cuda kernels of ``aefast._kernels.cuda``. A backend is created per fit
+or per inference call; it holds no state that a model needs to keep.
 """
 import numpy as np
 
@@ -122,4 +123,8 @@ def get_backend(device, network, loss, regularization=None):
     """The backend for a resolved device name."""
     if device == "cpu":
         return CPUBackend(network, loss, regularization)
+    if device == "cuda":
+        from .cuda_backend import CUDABackend  # numba.cuda is imported only for the GPU
+
+        return CUDABackend(network, loss, regularization)
     raise ValueError(f"device={device!r} has no backend in this build")

@@ -41,12 +41,19 @@ def check_dtype(dtype):
 
 
 def check_device(device):
-    """Resolve `device` to a backend name available in this build."""
+    """Resolve `device` to a backend name: "cpu" or "cuda".
+
+    "auto" picks CUDA when a GPU is usable (logging the choice at INFO level
+    on the "aefast" logger) and the CPU otherwise; "cuda" without a usable
+    GPU raises ValueError.
+    """
     if device not in ("cpu", "cuda", "auto"):
         raise ValueError(f"device={device!r} is not supported; choose cpu, cuda or auto")
-    if device == "cuda":
-        raise ValueError("device='cuda' needs the GPU backend, which this build does not have yet")
-    return "cpu"
+    if device == "cpu":
+        return "cpu"
+    from ..engine.cuda_backend import resolve_device  # imports numba.cuda: only on demand
+
+    return resolve_device(device)
 
 
 def in_unit_interval(X, block_rows=65536):

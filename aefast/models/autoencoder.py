@@ -294,7 +294,10 @@ class Autoencoder(TransformerMixin, BaseEstimator):
 
     def _regularization(self, corruption=None, noise_rng=None):
         """The compiled step's view of the code constraint (and corruption)."""
-        return make_regularization(self._code_sparsity, corruption, self.n_encoder_layers_,
+        make = make_regularization
+        if getattr(self, "device_", "cpu") == "cuda":
+            from ..engine.cuda_backend import make_regularization as make
+        return make(self._code_sparsity, corruption, self.n_encoder_layers_,
                                    self.n_components, noise_rng)
 
     def _blas_threads(self):
@@ -441,7 +444,9 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         self.loss_ = meta["loss"]
         self.output_activation_ = meta["output_activation"]
         self.n_encoder_layers_ = int(meta["n_encoder_layers"])
-        self.device_ = meta["device"]
+        # A model trained on a GPU still loads where there is none: it then runs
+        # on the CPU (the parameters are host arrays either way).
+        self.device_ = "cpu" if meta["device"] == "cpu" else check_device("auto")
         self.n_features_in_ = int(meta["n_features_in"])
         self._optimizer_state = OptimizerState.from_arrays(
             arrays, self.network_.n_params, self.network_.dtype)

@@ -215,6 +215,10 @@ class VAE(Autoencoder):
             vae_block=self.n_encoder_layers_,
             n_extra=X.shape[1] if self._learned_variance() else 0).initialize(rng, self.init)
         self.device_ = check_device(self.device)
+        if self.device_ == "cuda":
+            raise NotImplementedError(
+                "VAE on device='cuda' is not available yet (the CUDA backend lacks the "
+                "sampling bottleneck); use device='cpu'")
         self._code_sparsity = None
         self._reset_training_state(rng)
 
