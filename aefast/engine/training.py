@@ -57,7 +57,7 @@ def split_validation(n_samples, fraction, rng):
 
 
 def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history,
-          n_epochs=None, log=print, before_epoch=None):
+          n_epochs=None, log=print, before_epoch=None, thread_chooser=None):
     """Train for up to ``n_epochs`` (default ``config.max_epochs``) epochs.
 
     Parameters
@@ -73,6 +73,9 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
     before_epoch : callable or None
         Called with the number of epochs done so far before each epoch (a
         VAE's KL warm-up sets its weight there).
+    thread_chooser : aefast.engine.threads.ThreadChooser or None
+        Runs each compiled call under the BLAS thread setting it finds
+        fastest (None: the caller's setting).
 
     Raises
     ------
@@ -114,9 +117,11 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
                 # (a huge learning rate); the next step then fails on its loss. This
                 # copy (one per call of many steps) is what the model falls back to.
                 checkpoint = network.params.copy()
-                steps, status = backend.train_batches(
-                    X, order, start, stop, batch_size, optimizer, state, grads,
-                    config.weight_decay, config.weight_l1, batch_losses)
+                def call():
+                    return backend.train_batches(
+                        X, order, start, stop, batch_size, optimizer, state, grads,
+                        config.weight_decay, config.weight_l1, batch_losses)
+                steps, status = call() if thread_chooser is None else thread_chooser.run(call)
                 epoch_loss += float(batch_losses[:steps] @ batch_rows[done:done + steps])
                 done += steps
                 if status != 0:

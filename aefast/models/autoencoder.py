@@ -6,12 +6,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..engine.backends import get_backend
+from ..engine.backends import INFERENCE_BLOCK_ROWS, get_backend
 from ..engine.losses import resolve_loss
 from ..engine.network import Network, check_activation
 from ..engine.optimizers import Optimizer, OptimizerState
 from ..engine.regularizers import (check_corruption, check_sparsity, make_regularization,
                                    part_from_dict)
+from ..engine.threads import ThreadChooser, blas_threads, threads_for_step
 from ..engine.training import History, TrainingConfig, split_validation, train
 from ._random import as_generator
 from ._validation import (check_device, check_dtype, check_float, check_int,
@@ -91,8 +92,13 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         Floating type of the parameters and computations; inputs are converted.
     device : {"cpu", "auto", "cuda"}, default="cpu"
     n_jobs : int or None, default=None
-        Limit on BLAS threads during fit and inference (None leaves the BLAS
-        setting as it is).
+        BLAS threads during fit and inference. None: one thread for steps
+        whose largest GEMM is under 2**24 multiply-adds (batch x layer
+        weights; OpenBLAS threads on such small products slow down many-fold
+        when another process shares the cores); for larger steps ``fit``
+        times BLAS's own setting against one thread on a few calls and keeps
+        the faster, re-checking periodically (see ``aefast.engine.threads``).
+        -1: BLAS as configured. A positive value: that many threads.
     random_state : int, numpy.random.Generator or None
         Seeds initialisation, shuffling and the validation split.
     verbose : bool, default=False
@@ -271,11 +277,14 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             repeat=self._rows_per_input())
         regularization = self._regularization(self.corruption, self._noise_rng)
         backend = get_backend(self.device_, self.network_, self.loss_, regularization)
+        threads = threads_for_step(self.n_jobs, self.network_, config.batch_size * config.repeat)
+        # Larger steps left to BLAS's own setting: time it against one thread as we go.
+        chooser = ThreadChooser([None, 1]) if threads is None and self.n_jobs is None else None
         try:
-            with self._blas_threads():
+            with blas_threads(threads):
                 train(backend, self._make_optimizer(), self._optimizer_state, X, train_idx,
                       val_idx, config, rng, self._history, n_epochs=n_epochs,
-                      before_epoch=self._epoch_hook(regularization))
+                      before_epoch=self._epoch_hook(regularization), thread_chooser=chooser)
         finally:
             self.n_epochs_ = self._history.n_epochs
             if self._history.validation_scores:
@@ -300,14 +309,9 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         return make(self._code_sparsity, corruption, self.n_encoder_layers_,
                                    self.n_components, noise_rng)
 
-    def _blas_threads(self):
-        from contextlib import nullcontext
-
-        if self.n_jobs is None or self.n_jobs == -1:
-            return nullcontext()
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(limits=self.n_jobs, user_api="blas")
+    def _blas_threads(self, rows=INFERENCE_BLOCK_ROWS):
+        """BLAS thread limit for steps of `rows` rows (see aefast.engine.threads)."""
+        return blas_threads(threads_for_step(self.n_jobs, self.network_, rows))
 
     def fit(self, X, y=None):
         """Train from a fresh initialisation.
