@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from cuda_simulator import lock_simulator_shared_arrays
 
 from aefast.engine.cuda_backend import cuda_available
 
@@ -43,7 +44,9 @@ def _fast_simulator():
     old = sys.getswitchinterval()
     if K.SIMULATOR:
         sys.setswitchinterval(1e-5)
+    undo = lock_simulator_shared_arrays()
     yield
+    undo()
     sys.setswitchinterval(old)
 
 
@@ -57,6 +60,11 @@ def dev(a):
 
 def zeros_status():
     return dev(np.zeros(2, dtype=np.int64))
+
+
+def no_obs(dtype=np.float64):
+    """The Gaussian-likelihood arguments of the loss kernels when the loss is not Gaussian."""
+    return dev(np.zeros(1, dtype)), dev(np.zeros(1, dtype)), False, 0.0
 
 
 def test_geometry_spans_several_blocks():
@@ -118,7 +126,8 @@ def test_loss_delta(dtype, loss, act):
     status = zeros_status()
     K.loss_delta_kernel[nslots, (K.COL_X, K.COL_Y)](
         dev(out), dev(x.astype(dtype)), delta, rows, cols, int(loss == "bce"),
-        ACTIVATIONS.index(act), rn.LEAKY_SLOPE, scale, gb, partials, 1, 0, status)
+        ACTIVATIONS.index(act), rn.LEAKY_SLOPE, scale, gb, partials, 1, 0, status,
+        *no_obs(dtype))
     zs, xs = z[:rows], x.astype(dtype).astype(float)[:rows]
     if loss == "mse":
         hs = out.astype(float)[:rows]
@@ -140,7 +149,8 @@ def test_loss_delta(dtype, loss, act):
     bad[2, 3] = np.nan
     K.loss_delta_kernel[nslots, (K.COL_X, K.COL_Y)](
         dev(bad), dev(x.astype(dtype)), delta, rows, cols, int(loss == "bce"),
-        ACTIVATIONS.index(act), rn.LEAKY_SLOPE, scale, gb, partials, 2, 0, status)
+        ACTIVATIONS.index(act), rn.LEAKY_SLOPE, scale, gb, partials, 2, 0, status,
+        *no_obs(dtype))
     assert list(status.copy_to_host()) == [K.ST_NONFINITE_LOSS, 2]
 
 
@@ -150,12 +160,57 @@ def test_row_losses():
     x = rng.uniform(0, 1, (9, 7))
     res = cuda.device_array(9)
     for loss in (0, 1):
-        K.row_loss_kernel[K._grid(9), K.BLOCK](dev(z), dev(x), 9, 7, loss, res)
+        K.row_loss_kernel[K._grid(9), K.BLOCK](dev(z), dev(x), 9, 7, loss, res, 7.0,
+                                               dev(np.zeros(1)), False, 0.0)
         if loss:
             expected = np.mean(np.maximum(z, 0) - z * x + np.log1p(np.exp(-np.abs(z))), axis=1)
         else:
             expected = np.mean((z - x) ** 2, axis=1)
         np.testing.assert_allclose(res.copy_to_host(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("learned", [False, True])
+def test_gaussian_nll_loss_delta_and_variance_gradient(dtype, learned):
+    """LOSS_GAUSS (the VAE's): per-feature log-variances, learned (clamped, with their
+    gradient as a column sum) or fixed; the row losses are the same NLL."""
+    rng = np.random.default_rng(16)
+    rows, cols = 7, 9
+    out = rng.standard_normal((rows + 1, cols)).astype(dtype)
+    x = rng.standard_normal((rows + 1, cols)).astype(dtype)
+    raw = rng.uniform(-1.5, 1.5, cols)
+    raw[1], raw[4] = -25.0, 12.0  # clamped: no gradient
+    raw = raw.astype(dtype)
+    fixed = float(np.log(0.7))
+    lv = np.clip(raw.astype(float), LOGVAR_MIN, LOGVAR_MAX) if learned else np.full(cols, fixed)
+    scale = 1.0 / rows
+    delta = cuda.device_array((rows + 1, cols), dtype=dtype)
+    gb = cuda.device_array(cols, dtype=dtype)
+    glv = dev(np.full(cols, 99.0, dtype))
+    nslots = K._cols_grid(cols)
+    partials = dev(np.zeros((1, nslots)))
+    status = zeros_status()
+    K.loss_delta_kernel[nslots, (K.COL_X, K.COL_Y)](
+        dev(out), dev(x), delta, rows, cols, K.LOSS_GAUSS, K.ACT_IDENTITY, 0.0, scale, gb,
+        partials, 0, 0, status, dev(raw), glv, learned, fixed)
+    o, t_ = out.astype(float)[:rows], x.astype(float)[:rows]
+    r2 = (o - t_) ** 2 * np.exp(-lv)
+    nll = 0.5 * (r2 + lv + np.log(2 * np.pi))
+    expected_delta = scale * (o - t_) * np.exp(-lv)
+    t = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(partials.copy_to_host().sum(), nll.sum(), **t)
+    np.testing.assert_allclose(delta.copy_to_host()[:rows], expected_delta, **t)
+    np.testing.assert_allclose(gb.copy_to_host(), expected_delta.sum(axis=0), **t)
+    if learned:
+        free = (raw >= LOGVAR_MIN) & (raw <= LOGVAR_MAX)
+        np.testing.assert_allclose(glv.copy_to_host(),
+                                   np.sum(0.5 * scale * (1 - r2), axis=0) * free, **t)
+    else:
+        np.testing.assert_array_equal(glv.copy_to_host(), 99.0)  # untouched
+    res = cuda.device_array(rows)
+    K.row_loss_kernel[K._grid(rows), K.BLOCK](dev(out), dev(x), rows, cols, K.LOSS_GAUSS, res,
+                                              1.0, dev(raw), learned, fixed)
+    np.testing.assert_allclose(res.copy_to_host(), nll.sum(axis=1), **t)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -392,7 +447,7 @@ def test_reparameterized_sampling(dtype):
     z = cuda.device_array((rows, k), dtype=dtype)
     eps = cuda.device_array((rows, k), dtype=dtype)
     partials = dev(np.zeros((1, K.RNG_GRID)))
-    K.sample_kernel[K.RNG_GRID, K.BLOCK](dev(h), rows, k, z, eps, K.create_states(3),
+    K.sample_kernel[K.RNG_GRID, K.BLOCK](dev(h), rows, k, z, eps, True, K.create_states(3),
                                          partials, 0, 0, zeros_status())
     hf = h.astype(float)
     mu, raw = hf[:, :k], hf[:, k:]
@@ -404,6 +459,12 @@ def test_reparameterized_sampling(dtype):
     np.testing.assert_allclose(partials.copy_to_host().sum(),
                                -0.5 * np.sum(1 + lv - mu ** 2 - sigma ** 2), rtol=1e-5)
     assert abs(e.mean()) < 1.5 and e.std() > 0.2  # standard normal draws, not constants
+    # eps given (not drawn): the same z from the same eps
+    z2 = cuda.device_array((rows, k), dtype=dtype)
+    K.sample_kernel[K.RNG_GRID, K.BLOCK](dev(h), rows, k, z2, eps, False, K.create_states(4),
+                                         partials, 0, 0, zeros_status())
+    np.testing.assert_array_equal(z2.copy_to_host(), z.copy_to_host())
+    np.testing.assert_array_equal(eps.copy_to_host(), e.astype(dtype))
     dz = rng.standard_normal((rows, k)).astype(dtype)
     dh = cuda.device_array((rows, 2 * k), dtype=dtype)
     K.sample_backward_kernel[K._grid(rows * k), K.BLOCK](dev(h), eps, dev(dz), rows, k, w, dh,
@@ -426,6 +487,40 @@ def test_reparameterized_sampling(dtype):
             dn[idx] -= 1e-6
             num[idx] = (objective(up) - objective(dn)) / 2e-6
         np.testing.assert_allclose(dh.copy_to_host(), num, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sample_rows_posterior_mean_draw_and_given_eps(dtype):
+    """Inference sampling: z = mu, a draw, or a given eps; each row's KL (clamped)."""
+    rng = np.random.default_rng(17)
+    rows, k = 11, 3
+    h = rng.standard_normal((rows, 2 * k))
+    h[0, k] = 30.0
+    h[2, k + 2] = -40.0
+    h = h.astype(dtype)
+    hf = h.astype(float)
+    mu, lv = hf[:, :k], np.clip(hf[:, k:], LOGVAR_MIN, LOGVAR_MAX)
+    kl_ref = 0.5 * np.sum(mu ** 2 + np.exp(lv) - 1 - lv, axis=1)
+    t = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    z = cuda.device_array((rows, k), dtype=dtype)
+    eps = dev(np.full((rows, k), 7.0, dtype))
+    kl = cuda.device_array(rows)
+    K.sample_rows_kernel[K._grid(rows), K.BLOCK](dev(h), rows, k, z, eps, K.Z_MEAN,
+                                                 K.create_states(0, 1), kl)
+    np.testing.assert_allclose(z.copy_to_host(), mu, **t)
+    np.testing.assert_allclose(kl.copy_to_host(), kl_ref, rtol=1e-10)
+    np.testing.assert_array_equal(eps.copy_to_host(), 7.0)  # untouched
+    given = rng.standard_normal((rows, k)).astype(dtype)
+    eps = dev(given)
+    K.sample_rows_kernel[K._grid(rows), K.BLOCK](dev(h), rows, k, z, eps, K.Z_GIVEN,
+                                                 K.create_states(0, 1), kl)
+    np.testing.assert_allclose(z.copy_to_host(), mu + np.exp(0.5 * lv) * given, **t)
+    K.sample_rows_kernel[K.RNG_GRID, K.BLOCK](dev(h), rows, k, z, eps, K.Z_DRAW,
+                                              K.create_states(5), kl)
+    e = eps.copy_to_host().astype(float)
+    assert not np.allclose(e, given) and e.std() > 0.2
+    np.testing.assert_allclose(z.copy_to_host(), mu + np.exp(0.5 * lv) * e, **t)
+    np.testing.assert_allclose(kl.copy_to_host(), kl_ref, rtol=1e-10)
 
 
 # --------------------------------------------------------------------------- streaming PCA
@@ -528,15 +623,16 @@ for F in (float32, float64):
         K.gemm_kernel_for(F.name): (A2, A2, A2, i, i, i, b, b, A1, i, f, b),
         K.bias_act_kernel: (A2, A1, i, i, i, f),
         K.gather_kernel: (A2, I1, i, i, A2, A2, i, f, f, f, i, ST, I1),
-        K.loss_delta_kernel: (A2, A2, A2, i, i, i, i, f, f, A1, D2, i, i, I1),
-        K.row_loss_kernel: (A2, A2, i, i, i, D1),
+        K.loss_delta_kernel: (A2, A2, A2, i, i, i, i, f, f, A1, D2, i, i, I1, A1, A1, b, f),
+        K.row_loss_kernel: (A2, A2, i, i, i, D1, f, A1, b, f),
         K.code_penalty_kernel: (A2, i, i, i, f, f, D1, D2, i, i, I1),
         K.act_grad_kernel: (A2, A2, i, i, i, f, i, f, D1, U2, b, A1, I1),
         K.penalty_check_kernel: (A1, A1, i, uint8[::1], f, f, D2, i, i, I1),
         K.optimizer_kernel: (A1, A1, A1, A1, i, i, f, f, f, f, f, f, f, I1),
         K.normalize_rows_kernel: (A2, i, i, I1),
         K.topk_rows_kernel: (A2, i, i, i, A2, int64[:, ::1], U2, b, I1, I1, i, b, I1),
-        K.sample_kernel: (A2, i, i, A2, A2, ST, D2, i, i, I1),
+        K.sample_kernel: (A2, i, i, A2, A2, b, ST, D2, i, i, I1),
+        K.sample_rows_kernel: (A2, i, i, A2, A2, i, ST, D1),
         K.sample_backward_kernel: (A2, A2, A2, i, i, f, A2, I1),
         K.colsum_kernel: (A2, i, i, D1, D1, D1),
         K.rowsq_kernel: (A2, i, i, D1, D1),

@@ -293,7 +293,10 @@ def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
-def test_cuda_device_is_refused_clearly(digits):
-    with pytest.raises((ValueError, NotImplementedError), match="cuda"):
-        aefast.VAE(hidden_layers=(8,), n_components=2, max_epochs=1,
-                   device="cuda").fit(digits[:50])
+def test_cuda_without_a_gpu_is_refused_clearly(digits, monkeypatch):
+    monkeypatch.setattr("aefast.engine.cuda_backend.cuda_available",
+                        lambda: (False, "no GPU in this test"))
+    vae = aefast.VAE(hidden_layers=(8,), n_components=2, max_epochs=1, device="cuda")
+    with pytest.raises(ValueError, match="cuda"):
+        vae.fit(digits[:50])
+    assert not hasattr(vae, "network_")

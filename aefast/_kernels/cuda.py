@@ -22,7 +22,9 @@ CUDA thread) stays fast. Nothing reads mutable module state.
 Kernel layouts:
 
 * elementwise kernels (bias + activation, optimizers, weight penalties,
-  corruption, sampling) are 1-D grid-stride loops;
+  corruption, sampling) are 1-D grid-stride loops; the row losses and the
+  VAE's inference-time sampling (``sample_rows_kernel``, which also gives
+  each row's KL) are one thread per row;
 * "column" kernels work on a ``rows x cols`` block with ``COL_X x COL_Y``
   threads: thread ``(tx, ty)`` owns column ``j`` and rows ``ty, ty + COL_Y,
   ...``, so a column sum (the bias gradient) is a shared-memory reduction over
@@ -108,7 +110,10 @@ FUSED_BLOCK = 8 if SIMULATOR else 256     # the single-block trainer of small ne
 # Codes shared with the engine (engine/network.py, losses.py, optimizers.py,
 # regularizers.py).
 ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_TANH, ACT_SIGMOID, ACT_SOFTPLUS = range(6)
-LOSS_MSE, LOSS_BCE = 0, 1
+LOSS_MSE, LOSS_BCE, LOSS_GAUSS = 0, 1, 2
+LOG_2PI = 1.8378770664093453
+# VAE bottleneck at inference (sample_rows_kernel): z = mu, z drawn, z from a given eps.
+Z_MEAN, Z_DRAW, Z_GIVEN = 0, 1, 2
 OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM = range(4)
 SP_NONE, SP_L1, SP_KL, SP_TOPK = range(4)
 CO_NONE, CO_GAUSSIAN, CO_MASKING, CO_SALT_PEPPER = range(4)
@@ -349,19 +354,35 @@ def create_states(seed, n=RNG_STATES):
         return _create_states(int(n), seed=int(seed) % (2**63))
 
 
+@cuda.jit(device=True, inline=True)
+def _obs_logvar(obs_lv, j, learned, fixed):
+    """Log-variance of output feature j (LOSS_GAUSS): learned (clamped) or fixed."""
+    if learned:
+        return _clip(float64(obs_lv[j]), LOGVAR_MIN, LOGVAR_MAX)
+    return fixed
+
+
 @cuda.jit(cache=True)
 def loss_delta_kernel(out, target, delta, rows, cols, loss, act, slope, scale, gb,
-                      partials, step, slot0, status):
+                      partials, step, slot0, status, obs_lv, obs_grad, obs_learned,
+                      obs_logvar):
     """Loss of a batch, its delta and the last layer's bias gradient, fused.
 
     MSE: out holds act(z); delta = 2 scale (out - x) act'(out). BCE: out holds
     the logits z; delta = scale (sigmoid(z) - x) and the loss
-    max(z, 0) - z x + log1p(exp(-|z|)). Each block adds its loss sum to
-    partials[step, slot0 + blockIdx.x]; gb[j] = sum over rows of delta[:, j].
-    A non-finite loss sets status to (1, step).
+    max(z, 0) - z x + log1p(exp(-|z|)). Gaussian NLL (LOSS_GAUSS, the VAE's):
+    with s_j the output log-variance (``obs_lv[j]`` clamped to [LOGVAR_MIN,
+    LOGVAR_MAX] when ``obs_learned``, else ``obs_logvar``), the loss
+    0.5 ((out - x)^2 exp(-s_j) + s_j + log 2 pi) and delta = scale (out - x)
+    exp(-s_j) act'(out); with ``obs_learned``, obs_grad[j] = sum over rows of
+    scale (1 - (out - x)^2 exp(-s_j)) / 2 (0 where the clamp is active).
+    Each block adds its loss sum to partials[step, slot0 + blockIdx.x];
+    gb[j] = sum over rows of delta[:, j]. A non-finite loss sets status to
+    (1, step).
     """
     flag = cuda.shared.array(1, int64)
     cbuf = cuda.shared.array((COL_Y, COL_X), float64)
+    gbuf = cuda.shared.array((COL_Y, COL_X), float64)
     tbuf = cuda.shared.array(COL_THREADS, float64)
     if _block_flag(flag, status) != 0:
         return
@@ -370,7 +391,13 @@ def loss_delta_kernel(out, target, delta, rows, cols, loss, act, slope, scale, g
     j = cuda.blockIdx.x * COL_X + tx
     csum = 0.0
     lsum = 0.0
+    gsum = 0.0
     if j < cols:
+        slv = 0.0
+        inv = 1.0
+        if loss == LOSS_GAUSS:
+            slv = _obs_logvar(obs_lv, j, obs_learned, obs_logvar)
+            inv = math.exp(-slv)
         for i in range(ty, rows, COL_Y):
             z = float64(out[i, j])
             x = float64(target[i, j])
@@ -378,6 +405,11 @@ def loss_delta_kernel(out, target, delta, rows, cols, loss, act, slope, scale, g
                 e = math.exp(-abs(z))
                 lv = (z if z > 0.0 else 0.0) - z * x + math.log1p(e)
                 dv = scale * ((1.0 if z >= 0.0 else e) / (1.0 + e) - x)
+            elif loss == LOSS_GAUSS:
+                diff = z - x
+                lv = 0.5 * (diff * diff * inv + slv + LOG_2PI)
+                dv = scale * diff * inv * _derivative(z, act, slope)
+                gsum += 0.5 * scale * (1.0 - diff * diff * inv)
             else:
                 diff = z - x
                 lv = diff * diff
@@ -386,11 +418,16 @@ def loss_delta_kernel(out, target, delta, rows, cols, loss, act, slope, scale, g
             csum += float64(delta[i, j])
             lsum += lv
     cbuf[ty, tx] = csum
+    gbuf[ty, tx] = gsum
     tid = ty * COL_X + tx
     tbuf[tid] = lsum
     _column_sum(cbuf, tx, ty)
+    _column_sum(gbuf, tx, ty)
     if ty == 0 and j < cols:
         gb[j] = cbuf[0, tx]
+        if loss == LOSS_GAUSS and obs_learned:
+            raw = float64(obs_lv[j])
+            obs_grad[j] = gbuf[0, tx] if LOGVAR_MIN <= raw <= LOGVAR_MAX else 0.0
     total = _block_sum(tbuf, tid, COL_THREADS)
     if tid == 0:
         partials[step, slot0 + cuda.blockIdx.x] = total
@@ -400,8 +437,12 @@ def loss_delta_kernel(out, target, delta, rows, cols, loss, act, slope, scale, g
 
 
 @cuda.jit(cache=True)
-def row_loss_kernel(out, target, rows, cols, loss, res):
-    """res[i] <- loss of row i averaged over its columns (float64), one thread per row."""
+def row_loss_kernel(out, target, rows, cols, loss, res, norm, obs_lv, obs_learned, obs_logvar):
+    """res[i] <- loss of row i summed over its columns, divided by ``norm`` (float64).
+
+    One thread per row; the losses of loss_delta_kernel (the Gaussian NLL
+    with the same per-feature log-variances).
+    """
     for i in range(cuda.grid(1), rows, cuda.gridsize(1)):
         s = 0.0
         for j in range(cols):
@@ -409,9 +450,12 @@ def row_loss_kernel(out, target, rows, cols, loss, res):
             x = float64(target[i, j])
             if loss == LOSS_BCE:
                 s += (z if z > 0.0 else 0.0) - z * x + math.log1p(math.exp(-abs(z)))
+            elif loss == LOSS_GAUSS:
+                slv = _obs_logvar(obs_lv, j, obs_learned, obs_logvar)
+                s += 0.5 * ((z - x) * (z - x) * math.exp(-slv) + slv + LOG_2PI)
             else:
                 s += (z - x) * (z - x)
-        res[i] = s / cols
+        res[i] = s / norm
 
 
 @cuda.jit(cache=True)
@@ -650,14 +694,16 @@ def topk_rows_kernel(X, rows, width, k, values, indices, mask, sparsify, fired, 
 
 
 @cuda.jit(cache=True)
-def sample_kernel(h, rows, k, z, eps, states, partials, step, slot0, status):
-    """Reparameterized Gaussian sampling (engine/bottleneck.py).
+def sample_kernel(h, rows, k, z, eps, draw, states, partials, step, slot0, status):
+    """Reparameterized Gaussian sampling (engine/bottleneck.py), in training.
 
     h[i] holds (mu, log sigma^2) in columns [0, k) and [k, 2k); the
     log-variance is clamped to [LOGVAR_MIN, LOGVAR_MAX]; eps ~ N(0, 1) is
-    stored for the backward pass and z = mu + exp(lv / 2) eps. Block sums of
-    the analytic KL -0.5 (1 + lv - mu^2 - sigma^2) go to
-    partials[step, slot0 + blockIdx.x]. Thread t uses states[t].
+    drawn (``draw``; thread t uses states[t]) and stored for the backward
+    pass, or read from ``eps`` as given (not ``draw``), and z = mu +
+    exp(lv / 2) eps. Block sums of the analytic KL
+    -0.5 (1 + lv - mu^2 - sigma^2) go to partials[step, slot0 + blockIdx.x];
+    a non-finite KL sets status to (1, step).
     """
     flag = cuda.shared.array(1, int64)
     buf = cuda.shared.array(BLOCK, float64)
@@ -673,8 +719,8 @@ def sample_kernel(h, rows, k, z, eps, states, partials, step, slot0, status):
         mu = float64(h[i, j])
         lv = _clip(float64(h[i, k + j]), LOGVAR_MIN, LOGVAR_MAX)
         sigma = math.exp(0.5 * lv)
-        e = _normal(states, t)
-        eps[i, j] = e
+        if draw:
+            eps[i, j] = _normal(states, t)
         z[i, j] = mu + sigma * float64(eps[i, j])
         s += -0.5 * (1.0 + lv - mu * mu - sigma * sigma)
     buf[tid] = s
@@ -684,6 +730,33 @@ def sample_kernel(h, rows, k, z, eps, states, partials, step, slot0, status):
         if not math.isfinite(total):
             status[1] = step
             status[0] = ST_NONFINITE_LOSS
+
+
+@cuda.jit(cache=True)
+def sample_rows_kernel(h, rows, k, z, eps, mode, states, kl_rows):
+    """The sampling bottleneck at inference, one thread per row, with each row's KL.
+
+    mode Z_MEAN: z = mu (the posterior mean; eps untouched); Z_DRAW: eps ~
+    N(0, 1) drawn (thread t uses states[t], so the launch must be RNG_GRID x
+    BLOCK) and z = mu + sigma eps; Z_GIVEN: the same from the eps given.
+    kl_rows[i] <- KL(q(z | x_i) || N(0, I)) (float64), the log-variances
+    clamped as in training.
+    """
+    t = cuda.grid(1)
+    for i in range(t, rows, cuda.gridsize(1)):
+        kl = 0.0
+        for j in range(k):
+            mu = float64(h[i, j])
+            lv = _clip(float64(h[i, k + j]), LOGVAR_MIN, LOGVAR_MAX)
+            var = math.exp(lv)
+            kl += mu * mu + var - 1.0 - lv
+            if mode == Z_MEAN:
+                z[i, j] = mu
+            else:
+                if mode == Z_DRAW:
+                    eps[i, j] = _normal(states, t)
+                z[i, j] = mu + math.sqrt(var) * float64(eps[i, j])
+        kl_rows[i] = 0.5 * kl
 
 
 @cuda.jit(cache=True)

@@ -46,6 +46,21 @@ together the kernels of :mod:`aefast._kernels.cuda`:
 * Corruption uses numba.cuda.random (xoroshiro128+) states seeded from the
   model's noise generator: reproducible, but a different noise stream from
   the CPU's, so denoising fits agree with the CPU in distribution, not value.
+* The VAE (a ``CUDARegularization`` with ``gaussian=True``): after the
+  linear stats layer ``[mu | log var]``, ``sample_kernel`` draws eps from the
+  same device states as the corruption, writes z and eps to their own
+  buffers and sums the KL into the step's partials; the decoder's first GEMM
+  reads z. Backward, the delta of z goes through ``sample_backward_kernel``
+  (KL weight / rows) to the stats block, whose bias gradient comes from the
+  identity activation pass. The loss is the CPU's negative ELBO: sums over
+  features, ``(nll + kl_weight * kl) / rows``; the Gaussian likelihood's
+  learned log-variances get their gradient from the loss kernel (column sums,
+  like the bias) in the flat gradient buffer at ``obs_off``. Inference
+  (``forward``, ``vae_rows``, ``decode_losses``) uses ``sample_rows_kernel``
+  (posterior mean or a draw, and each row's KL). VAEs always take the generic
+  path, not the fused trainer. The noise differs from the CPU's; the
+  regularization's ``eps_rng`` hook draws it on the host instead, which lets
+  tests compare a CUDA fit with the CPU's value for value.
 """
 import functools
 import logging
@@ -113,20 +128,33 @@ def resolve_device(device):
 
 
 class CUDARegularization:
-    """Code-layer sparsity and input corruption for the CUDA backend.
+    """Code-layer sparsity, input corruption and the VAE bottleneck for the CUDA backend.
 
     The GPU twin of ``aefast._ext._network.Regularization`` (same parameters;
     a random ``seed`` replaces the bit generator) with the same Python
-    interface: ``encode_k``, ``fired``, ``since_fired`` and ``reset_fired``.
-    The firing counters live on the device and are copied back at the end of
-    every ``train_batches`` call.
+    interface: ``encode_k``, ``fired``, ``since_fired``, ``reset_fired`` and
+    the settable ``kl_weight``. The firing counters live on the device and are
+    copied back at the end of every ``train_batches`` call.
+
+    A VAE (``gaussian=True``) draws its eps with numba.cuda.random from the
+    same device states as the corruption (seeded from ``seed``), so its noise
+    is reproducible but not the CPU's. ``eps_rng`` is a testing hook: when it
+    holds a ``numpy.random.Generator``, every eps is drawn from it on the host
+    (standard normals of the network's dtype, row by row, as the CPU engine
+    draws them from its bit generator) and uploaded, one copy per step; given
+    a generator in the state of the CPU's, a CUDA VAE then reproduces the
+    CPU's fit within float32 rounding.
     """
 
     def __init__(self, code_block=0, sparsity=0, weight=0.0, target=0.0, k=0, encode_k=0,
                  normalize_decoder=False, corruption=0, level=0.0, low=0.0, high=1.0,
-                 seed=None, n_code=0, aux_k=0, aux_weight=0.0, dead_after=0):
+                 seed=None, n_code=0, aux_k=0, aux_weight=0.0, dead_after=0,
+                 gaussian=False, n_latent=0, kl_weight=1.0, obs_off=-1, obs_logvar=0.0):
         if sparsity != 0 and code_block < 1:
             raise ValueError("code-layer sparsity needs a code block")
+        if gaussian and (code_block < 1 or n_latent < 1 or sparsity != 0):
+            raise ValueError("a VAE bottleneck needs a code block, n_latent >= 1 and no "
+                             "code sparsity")
         if sparsity == SPARSITY_CODES["topk"] and not (1 <= k <= n_code and 1 <= encode_k <= n_code):
             raise ValueError("TopK needs 1 <= k, encode_k <= n_code")
         if corruption != 0 and seed is None:
@@ -153,13 +181,32 @@ class CUDARegularization:
         self._fired = np.zeros(max(self.n_code, 1), dtype=np.int64)
         self._last = np.zeros(max(self.n_code, 1), dtype=np.int64)
         self.samples = 0                  # training samples seen (since_fired clock)
+        self.gaussian = bool(gaussian)
+        self.n_latent = int(n_latent) if self.gaussian else 0
+        self._kl_weight = 1.0
+        self.kl_weight = kl_weight
+        self.obs_off = int(obs_off)
+        self.obs_logvar = float(obs_logvar)
+        self.eps_rng = None               # testing hook: host-drawn eps (see the class doc)
         self._states = None
         self._d_fired = None
         self._d_last = None
 
+    @property
+    def kl_weight(self):
+        """Weight of the VAE's KL term in the training objective (settable between calls)."""
+        return self._kl_weight
+
+    @kl_weight.setter
+    def kl_weight(self, value):
+        value = float(value)
+        if not value >= 0.0:
+            raise ValueError("kl_weight must be >= 0")
+        self._kl_weight = value
+
     # -- device state
     def states(self):
-        """Device xoroshiro128+ states of the corruption kernel (created on first use)."""
+        """Device xoroshiro128+ states of the corruption and sampling kernels (on first use)."""
         if self._states is None:
             from .._kernels import cuda as K
 
@@ -196,13 +243,17 @@ class CUDARegularization:
             self._d_fired.copy_to_device(self._fired)
 
 
-def make_regularization(sparsity, corruption, code_block, n_code, rng=None):
+def make_regularization(sparsity, corruption, code_block, n_code, rng=None, **bottleneck):
     """``regularizers.make_regularization`` for the CUDA backend (same arguments).
 
-    The corruption seed is drawn from ``rng`` (so the same random_state gives
-    the same noise on the same device).
+    The seed of the corruption noise and of a VAE's samples is drawn from
+    ``rng`` (so the same random_state gives the same noise on the same
+    device). ``**bottleneck`` is a VAE's sampling bottleneck (``gaussian=True,
+    n_latent, kl_weight, obs_off, obs_logvar``).
     """
-    kwargs = dict(code_block=code_block, n_code=n_code)
+    kwargs = dict(code_block=code_block, n_code=n_code, **bottleneck)
+    if bottleneck.get("gaussian") and rng is not None:
+        kwargs["seed"] = int(rng.integers(2**63))
     if sparsity is not None:
         kwargs["sparsity"] = SPARSITY_CODES[sparsity.kind]
         if isinstance(sparsity, TopK):
@@ -216,7 +267,8 @@ def make_regularization(sparsity, corruption, code_block, n_code, rng=None):
             kwargs.update(weight=sparsity.weight)
     if corruption is not None and rng is not None:
         kwargs["corruption"] = CORRUPTION_CODES[corruption.kind]
-        kwargs["seed"] = int(rng.integers(2**63))
+        if "seed" not in kwargs:  # one stream of device states for noise and samples
+            kwargs["seed"] = int(rng.integers(2**63))
         if isinstance(corruption, GaussianNoise):
             kwargs["level"] = corruption.std
         else:
@@ -264,10 +316,25 @@ class _Workspace:
         self.idx = cuda.device_array((rows, kmax), dtype=np.int64)
         self.vals = cuda.device_array((rows, kmax), dtype=dtype)
         self.res = cuda.device_array(rows, dtype=np.float64)
+        if backend.vae:  # z, its eps and its delta; each row's KL at inference
+            nl = backend.n_latent
+            self.z = cuda.device_array((rows, nl), dtype=dtype)
+            self.eps = cuda.device_array((rows, nl), dtype=dtype)
+            self.dz = cuda.device_array((rows, nl), dtype=dtype)
+            self.kl = cuda.device_array(rows, dtype=np.float64)
         cp = backend.cp
         if cp is not None:
             self.cp_acts = [cp.asarray(a) for a in self.acts]
             self.cp_deltas = [cp.asarray(d) for d in self.deltas]
+            if backend.vae:
+                self.cp_z = cp.asarray(self.z)
+                self.cp_dz = cp.asarray(self.dz)
+
+    def layer_input(self, backend, l):
+        """The block that layer l reads (a VAE's first decoder layer: z), and its CuPy view."""
+        if backend.vae and l == backend.reg.code_block:
+            return self.z, (self.cp_z if backend.cp is not None else None)
+        return self.acts[l], (self.cp_acts[l] if backend.cp is not None else None)
 
 
 class CUDABackend:
@@ -276,8 +343,9 @@ class CUDABackend:
     Parameters
     ----------
     network : aefast.engine.network.Network
-    loss : {"mse", "bce"}
+    loss : {"mse", "bce", "gaussian"}
     regularization : CUDARegularization or None
+        A VAE network needs one with ``gaussian=True``.
     gemm : {"auto", "cublas", "numba"}, default="auto"
         cuBLAS through CuPy when CuPy imports ("auto"), or the tiled kernel.
     max_data_bytes : int or None
@@ -324,6 +392,7 @@ class CUDABackend:
         if self.reg.code_block >= self.L or (
                 self.reg.k and self.sizes[self.reg.code_block] < max(self.reg.k, self.reg.encode_k)):
             raise ValueError("the regularization does not fit this network")
+        self._check_vae(net)
         n = net.n_params
         self.n_params = n
         self.d_params = cuda.to_device(net.params)
@@ -332,8 +401,10 @@ class CUDABackend:
         self.d_s2 = cuda.to_device(np.zeros(n, dtype=self.dtype))
         self.d_wmask = cuda.to_device(net.weight_mask().astype(np.uint8))
         self.W, self.b, self.gW, self.gb = [], [], [], []
+        # input widths: a VAE's first decoder layer reads z (n_latent wide)
+        self.in_w = [int(net.in_width(l)) for l in range(self.L)]
         for l in range(self.L):
-            n_in, n_out = self.sizes[l], self.sizes[l + 1]
+            n_in, n_out = self.in_w[l], self.sizes[l + 1]
             w0, b0 = int(net.w_off[l]), int(net.b_off[l])
             self.W.append(self.d_params[w0:w0 + n_in * n_out].reshape(n_in, n_out))
             self.b.append(self.d_params[b0:b0 + n_out])
@@ -349,14 +420,41 @@ class CUDABackend:
         self.dummy_mask = cuda.device_array((1, 1), dtype=np.uint8)
         self.dummy_i64 = cuda.to_device(np.zeros(1, dtype=np.int64))
         # per-step partial sums: loss blocks, code-penalty blocks, weight-penalty blocks
+        # (a VAE adds one KL slot per block of the sampling kernel)
         self.n_loss_slots = K._cols_grid(self.sizes[-1])
         self.n_code_slots = K._cols_grid(self.n_code) if self.reg.sparsity in (1, 2) else 0
+        self.n_kl_slots = K.RNG_GRID if self.vae else 0
         self.pen_grid = K._grid(n)
-        self.n_slots = self.n_loss_slots + self.n_code_slots + self.pen_grid
+        self.n_slots = self.n_loss_slots + self.n_code_slots + self.n_kl_slots + self.pen_grid
+        # Gaussian likelihood: the learned log-variances (views of the flat buffers) or
+        # placeholders beside the fixed one
+        self.obs_learned = self.loss_code == K.LOSS_GAUSS and self.reg.obs_off >= 0
+        if self.obs_learned:
+            off, d = self.reg.obs_off, self.sizes[-1]
+            if off < int(net.b_off[-1]) + d or off + d > n:
+                raise ValueError("the learned variances lie outside the parameter buffer")
+            self.d_obs = self.d_params[off:off + d]
+            self.d_obs_grad = self.d_grads[off:off + d]
+        else:
+            self.d_obs = self.d_obs_grad = cuda.device_array(1, dtype=self.dtype)
         self.d_partials = None
         self._ws = {}
         self._x_key = self._x_ref = None
         self._d_X = None
+
+    def _check_vae(self, net):
+        """A VAE network needs the Gaussian bottleneck, and the bottleneck a VAE network."""
+        reg = self.reg
+        self.vae = bool(reg.gaussian)
+        self.n_latent = int(reg.n_latent)
+        if not (self.vae or net.vae_block):
+            return
+        cb = reg.code_block
+        if not (self.vae and net.vae_block == cb and net.n_latent == self.n_latent
+                and self.sizes[cb] == 2 * self.n_latent
+                and self.acts[cb - 1] == self.K.ACT_IDENTITY):
+            raise ValueError("a VAE network needs the Gaussian bottleneck on its stats block "
+                             "(2 * n_latent wide and linear), and the bottleneck a VAE network")
 
     # ----------------------------------------------------------------- helpers
     def steps_per_call(self, batch_size):
@@ -400,18 +498,51 @@ class CUDABackend:
             self.d_s2.copy_to_device(state.state2)
 
     def _dense(self, ws, l, rows, act, out=None):
-        """acts[l + 1][:rows] <- act(acts[l][:rows] @ W_l + b_l)."""
+        """acts[l + 1][:rows] <- act(input[:rows] @ W_l + b_l) (input: acts[l], or z)."""
         K = self.K
-        n_in, n_out = self.sizes[l], self.sizes[l + 1]
+        n_in, n_out = self.in_w[l], self.sizes[l + 1]
+        h, cp_h = ws.layer_input(self, l)
         if self.cp is not None:
-            self.cp.matmul(ws.cp_acts[l][:rows], self.cp_W[l], out=ws.cp_acts[l + 1][:rows])
+            self.cp.matmul(cp_h[:rows], self.cp_W[l], out=ws.cp_acts[l + 1][:rows])
             K.bias_act_kernel[K._grid(rows * n_out), K.BLOCK](
                 ws.acts[l + 1], self.b[l], rows, n_out, act, self.slope)
         else:
-            K.launch_gemm(ws.acts[l], self.W[l], ws.acts[l + 1], rows, n_out, n_in,
+            K.launch_gemm(h, self.W[l], ws.acts[l + 1], rows, n_out, n_in,
                           bias=self.b[l], act=act, slope=self.slope)
 
-    def _forward(self, ws, rows, first, last, keep_logits, k, count, count_after):
+    def _sample(self, ws, rows, mode, step=0):
+        """A VAE's z (and eps) from its stats block: mode "train", or K.Z_MEAN / K.Z_DRAW.
+
+        Training sums the KL into the step's partials; inference writes each
+        row's KL to ws.kl. With the ``eps_rng`` hook eps comes from the host.
+        """
+        K, reg = self.K, self.reg
+        stats = ws.acts[reg.code_block]
+        nl = self.n_latent
+        drawing = mode != K.Z_MEAN
+        given = drawing and reg.eps_rng is not None
+        if given:
+            ws.eps[:rows].copy_to_device(np.ascontiguousarray(
+                reg.eps_rng.standard_normal((rows, nl), dtype=self.dtype)))
+        elif drawing and reg.seed is None:
+            raise ValueError("a VAE needs a seed for its samples (make_regularization(..., "
+                             "rng=...))")
+        states = reg.states() if drawing and not given else self._no_states()
+        if mode == "train":
+            K.sample_kernel[K.RNG_GRID, K.BLOCK](
+                stats, rows, nl, ws.z, ws.eps, not given, states, self.d_partials, step,
+                self.n_loss_slots + self.n_code_slots, self.d_status)
+        else:
+            if given:
+                mode = K.Z_GIVEN
+            grid = K.RNG_GRID if mode == K.Z_DRAW else K._grid(rows)
+            K.sample_rows_kernel[grid, K.BLOCK](stats, rows, nl, ws.z, ws.eps, mode, states,
+                                                ws.kl)
+
+    def _forward(self, ws, rows, first, last, keep_logits, k, count, count_after,
+                 z_mode=None, step=0):
+        """Layers [first, last); a VAE's z follows its stats block as ``z_mode`` says
+        (see _sample; default: the posterior mean)."""
         K = self.K
         cb = self.reg.code_block
         for l in range(first, last):
@@ -419,6 +550,9 @@ class CUDABackend:
             if keep_logits and l == last - 1:
                 act = K.ACT_IDENTITY
             self._dense(ws, l, rows, act)
+            if self.vae and l + 1 == cb and last > cb:
+                self._sample(ws, rows, K.Z_MEAN if z_mode is None else z_mode, step)
+                continue
             if k > 0 and l + 1 == cb:
                 fired, last_fired = (self.reg.device_counters() if count
                                      else (self.dummy_i64, self.dummy_i64))
@@ -495,10 +629,15 @@ class CUDABackend:
         steps = n_steps if code == 0 else failed_at
         if steps:
             parts = self.d_partials[:steps].copy_to_host()
-            nl, nc = self.n_loss_slots, self.n_code_slots
+            nl, nc, nk = self.n_loss_slots, self.n_code_slots, self.n_kl_slots
             rows_arr = np.asarray(step_sizes[:steps], dtype=np.float64)
-            losses = parts[:, :nl].sum(axis=1) / (rows_arr * sizes[-1])
-            losses += parts[:, nl:nl + nc].sum(axis=1) + parts[:, nl + nc:].sum(axis=1)
+            data = parts[:, :nl].sum(axis=1)
+            if self.vae:  # the negative ELBO: sums over features, mean over rows
+                kl = parts[:, nl + nc:nl + nc + nk].sum(axis=1)
+                losses = (data + self.reg.kl_weight * kl) / rows_arr
+            else:
+                losses = data / (rows_arr * sizes[-1])
+            losses += parts[:, nl:nl + nc].sum(axis=1) + parts[:, nl + nc + nk:].sum(axis=1)
             batch_losses[:steps] = losses
         self._finish_call(state, steps)
         if self.reg.k:
@@ -513,9 +652,13 @@ class CUDABackend:
 
     def _use_fused(self, batch_size):
         if self.fused == "auto":
-            return self.reg.k == 0 and batch_size * self.n_params <= FUSED_MAX_WORK
+            return (self.reg.k == 0 and not self.vae and self.loss_code != self.K.LOSS_GAUSS
+                    and batch_size * self.n_params <= FUSED_MAX_WORK)
         if self.fused and self.reg.k:
             raise ValueError("the fused trainer does not handle TopK")
+        if self.fused and (self.vae or self.loss_code == self.K.LOSS_GAUSS):
+            raise ValueError("the fused trainer does not handle the VAE (sampling bottleneck, "
+                             "Gaussian likelihood)")
         return bool(self.fused)
 
     def _train_fused(self, d_X, sel, batch_size, n_steps, optimizer, state, weight_decay,
@@ -579,15 +722,19 @@ class CUDABackend:
                 d_X, d_order, pos, rows, ws.acts[0], ws.acts[0], 0, 0.0, 0.0, 0.0, 0,
                 self._no_states(), status)
             target = ws.acts[0]
-        # 2. forward (logits kept for cross-entropy); TopK counts firings
+        # 2. forward (logits kept for cross-entropy); TopK counts firings; a VAE samples z
         if reg.k:
             reg.samples += rows
-        self._forward(ws, rows, 0, L, self.loss_code == K.LOSS_BCE, reg.k, True, reg.samples)
-        # 3. loss, output delta and the last bias gradient
+        self._forward(ws, rows, 0, L, self.loss_code == K.LOSS_BCE, reg.k, True, reg.samples,
+                      "train", s)
+        # 3. loss, output delta and the last bias gradient (a VAE's loss sums over
+        # features and averages over rows; an autoencoder's averages over both)
         out = ws.acts[L]
+        norm = rows if self.vae else rows * n_out
         K.loss_delta_kernel[self.n_loss_slots, (K.COL_X, K.COL_Y)](
             out, target, ws.deltas[L - 1], rows, n_out, self.loss_code, self.acts[L - 1],
-            self.slope, 1.0 / (rows * n_out), self.gb[L - 1], self.d_partials, s, 0, status)
+            self.slope, 1.0 / norm, self.gb[L - 1], self.d_partials, s, 0, status,
+            self.d_obs, self.d_obs_grad, self.obs_learned, reg.obs_logvar)
         if self.n_code_slots:
             K.code_penalty_kernel[self.n_code_slots, (K.COL_X, K.COL_Y)](
                 ws.acts[cb], rows, sizes[cb], reg.sparsity, reg.weight, reg.target,
@@ -595,18 +742,32 @@ class CUDABackend:
         # 4. backward
         cp = self.cp
         for l in range(L - 1, -1, -1):
-            n_in, n_o = sizes[l], sizes[l + 1]
+            n_in, n_o = self.in_w[l], sizes[l + 1]
+            h, cp_h = ws.layer_input(self, l)
             if cp is not None:
-                cp.matmul(ws.cp_acts[l][:rows].T, ws.cp_deltas[l][:rows], out=self.cp_gW[l])
+                cp.matmul(cp_h[:rows].T, ws.cp_deltas[l][:rows], out=self.cp_gW[l])
             else:
-                K.launch_gemm(ws.acts[l], ws.deltas[l], self.gW[l], n_in, n_o, rows, ta=True)
+                K.launch_gemm(h, ws.deltas[l], self.gW[l], n_in, n_o, rows, ta=True)
             if l > 0:
+                # the delta of the layer's input: of z for a VAE's first decoder layer
+                sampled = self.vae and l == cb
+                d_in = ws.dz if sampled else ws.deltas[l - 1]
                 if cp is not None:
                     cp.matmul(ws.cp_deltas[l][:rows], self.cp_W[l].T,
-                              out=ws.cp_deltas[l - 1][:rows])
+                              out=(ws.cp_dz if sampled else ws.cp_deltas[l - 1])[:rows])
                 else:
-                    K.launch_gemm(ws.deltas[l], self.W[l], ws.deltas[l - 1], rows, n_in, n_o,
-                                  tb=True)
+                    K.launch_gemm(ws.deltas[l], self.W[l], d_in, rows, n_in, n_o, tb=True)
+                if sampled:
+                    # through z = mu + sigma eps (and kl_weight * KL, per row) to the
+                    # linear stats layer: no activation derivative, then its bias gradient
+                    K.sample_backward_kernel[K._grid(rows * n_in), K.BLOCK](
+                        ws.acts[cb], ws.eps, ws.dz, rows, n_in, reg.kl_weight / rows,
+                        ws.deltas[cb - 1], status)
+                    K.act_grad_kernel[K._cols_grid(sizes[cb]), (K.COL_X, K.COL_Y)](
+                        ws.deltas[cb - 1], ws.acts[cb], rows, sizes[cb], K.ACT_IDENTITY,
+                        self.slope, 0, 0.0, self.d_pgrad, self.dummy_mask, False,
+                        self.gb[cb - 1], status)
+                    continue
                 at_code = l == cb
                 pen = reg.sparsity if at_code and reg.sparsity in (1, 2) else 0
                 use_mask = at_code and reg.k > 0
@@ -617,7 +778,8 @@ class CUDABackend:
         # 5. weight penalties and the gradient check; 6. the update
         K.penalty_check_kernel[self.pen_grid, K.BLOCK](
             self.d_params, self.d_grads, self.n_params, self.d_wmask, float(weight_decay),
-            float(weight_l1), self.d_partials, s, self.n_loss_slots + self.n_code_slots, status)
+            float(weight_l1), self.d_partials, s,
+            self.n_loss_slots + self.n_code_slots + self.n_kl_slots, status)
         opt = optimizer
         step_size = opt.learning_rate / (1.0 - opt.beta_1 ** t)
         inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - opt.beta_2 ** t)
@@ -636,7 +798,9 @@ class CUDABackend:
 
     # ----------------------------------------------------------------- inference
     def _load_rows(self, ws, X, index, pos, rows, layer):
-        """acts[layer][:rows] <- X[index[pos:pos + rows]] (device gather when X is cached)."""
+        """Layer ``layer``'s input [:rows] <- X[index[pos:pos + rows]] (acts[layer], or a
+        VAE's z block when ``layer`` is its first decoder layer; a device gather when X is
+        cached)."""
         K = self.K
         d_X = self._cached_X(X) if layer == 0 and X.shape[1] == self.sizes[0] else None
         if d_X is not None:
@@ -646,56 +810,138 @@ class CUDABackend:
                 self._no_states(), self.d_status)
         else:
             block = np.ascontiguousarray(X[index[pos:pos + rows]], dtype=self.dtype)
-            ws.acts[layer][:rows].copy_to_device(block)
+            ws.layer_input(self, layer)[0][:rows].copy_to_device(block)
+
+    def _start_inference(self, n):
+        self._upload_params()
+        self.d_status.copy_to_device(np.zeros(2, dtype=np.int64))
+        block = max(1, min(INFERENCE_BLOCK_ROWS, n))
+        return block, self._workspace(block)
+
+    def _rows_index(self, X, index):
+        if index is None:
+            return np.arange(X.shape[0], dtype=np.int64)
+        index = np.ascontiguousarray(index, dtype=np.int64)
+        if index.shape[0] and (index.min() < 0 or index.max() >= X.shape[0]):
+            raise IndexError("index outside X")
+        return index
 
     @_quiet
     def forward(self, X, first, last, index=None):
-        """Outputs of layers [first, last) for X (rows ``index``, default all), on the host."""
+        """Outputs of layers [first, last) for X (rows ``index``, default all), on the host.
+
+        For a VAE, X holds z (n_latent columns) when ``first`` is the first
+        decoder layer, and a range across the stats block decodes the
+        posterior mean (no sampling), as on the CPU.
+        """
         if not 0 <= first < last <= self.L:
             raise ValueError("invalid layer range")
-        if X.shape[1] != self.sizes[first]:
+        if X.shape[1] != self.in_w[first]:
             raise ValueError("X does not have the width of layer `first`")
-        if index is None:
-            index = np.arange(X.shape[0], dtype=np.int64)
+        index = self._rows_index(X, index)
         n = index.shape[0]
         out = np.empty((n, self.sizes[last]), dtype=self.dtype)
         if n == 0:
             return out
-        self._upload_params()
-        self.d_status.copy_to_device(np.zeros(2, dtype=np.int64))
         cb = self.reg.code_block
         k = self.reg.encode_k if first < cb <= last else 0
-        block = max(1, min(INFERENCE_BLOCK_ROWS, n))
-        ws = self._workspace(block)
+        block, ws = self._start_inference(n)
         for pos in range(0, n, block):
             rows = min(block, n - pos)
             self._load_rows(ws, X, index, pos, rows, first)
-            self._forward(ws, rows, first, last, False, k, False, 0)
+            self._forward(ws, rows, first, last, False, k, False, 0, self.K.Z_MEAN)
             out[pos:pos + rows] = ws.acts[last][:rows].copy_to_host()
         return out
 
+    def _row_nll(self, ws, rows, norm):
+        """ws.res[:rows] <- each row's reconstruction loss (output vs acts[0]) / norm."""
+        K = self.K
+        K.row_loss_kernel[K._grid(rows), K.BLOCK](
+            ws.acts[self.L], ws.acts[0], rows, self.sizes[0], self.loss_code, ws.res,
+            float(norm), self.d_obs, self.obs_learned, self.reg.obs_logvar)
+
+    def _check_features(self, X):
+        if X.shape[1] != self.sizes[0] or self.sizes[-1] != self.sizes[0]:
+            raise ValueError(f"X has {X.shape[1]} features, the network expects {self.sizes[0]}")
+
     @_quiet
     def row_losses(self, X, index=None):
-        """Loss of reconstructing each row, averaged over features (float64)."""
+        """Loss of reconstructing each row, averaged over features (float64).
+
+        For a VAE: the one-sample negative ELBO of each row (summed over
+        features), z drawn from the regularization's device states.
+        """
         K = self.K
-        if X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X has {X.shape[1]} features, the network expects {self.sizes[0]}")
-        if index is None:
-            index = np.arange(X.shape[0], dtype=np.int64)
+        if self.vae:
+            rec, kl = self.vae_rows(X, index, sample=True)
+            return rec + kl
+        self._check_features(X)
+        index = self._rows_index(X, index)
         n = index.shape[0]
         out = np.empty(n, dtype=np.float64)
         if n == 0:
             return out
-        self._upload_params()
-        self.d_status.copy_to_device(np.zeros(2, dtype=np.int64))
-        block = max(1, min(INFERENCE_BLOCK_ROWS, n))
-        ws = self._workspace(block)
+        block, ws = self._start_inference(n)
         for pos in range(0, n, block):
             rows = min(block, n - pos)
             self._load_rows(ws, X, index, pos, rows, 0)
             self._forward(ws, rows, 0, self.L, self.loss_code == K.LOSS_BCE, self.reg.encode_k,
                           False, 0)
-            K.row_loss_kernel[K._grid(rows), K.BLOCK](
-                ws.acts[self.L], ws.acts[0], rows, self.sizes[0], self.loss_code, ws.res)
+            self._row_nll(ws, rows, self.sizes[0])
+            out[pos:pos + rows] = ws.res[:rows].copy_to_host()
+        return out
+
+    @_quiet
+    def vae_rows(self, X, index=None, sample=True):
+        """Per-row (reconstruction NLL summed over features, KL) of a VAE (float64).
+
+        With ``sample``, z is drawn from q(z|x) with the regularization's
+        device states (which advance: each call draws anew); otherwise z = mu.
+        """
+        K = self.K
+        if not self.vae:
+            raise ValueError("vae_rows needs a VAE bottleneck")
+        self._check_features(X)
+        index = self._rows_index(X, index)
+        n = index.shape[0]
+        rec = np.empty(n, dtype=np.float64)
+        kl = np.empty(n, dtype=np.float64)
+        if n == 0:
+            return rec, kl
+        block, ws = self._start_inference(n)
+        mode = K.Z_DRAW if sample else K.Z_MEAN
+        for pos in range(0, n, block):
+            rows = min(block, n - pos)
+            self._load_rows(ws, X, index, pos, rows, 0)
+            self._forward(ws, rows, 0, self.L, self.loss_code == K.LOSS_BCE, 0, False, 0, mode)
+            self._row_nll(ws, rows, 1.0)
+            rec[pos:pos + rows] = ws.res[:rows].copy_to_host()
+            kl[pos:pos + rows] = ws.kl[:rows].copy_to_host()
+        return rec, kl
+
+    @_quiet
+    def decode_losses(self, Z, X, x_index):
+        """Reconstruction NLL of X[x_index[i]] decoded from Z[i], summed over features."""
+        K = self.K
+        if not self.vae:
+            raise ValueError("decode_losses needs a VAE bottleneck")
+        self._check_features(X)
+        n = Z.shape[0]
+        if Z.ndim != 2 or Z.shape[1] != self.n_latent:
+            raise ValueError(f"Z needs {self.n_latent} columns")
+        x_index = self._rows_index(X, x_index)
+        if x_index.shape[0] != n:
+            raise ValueError("x_index needs one entry per row of Z")
+        out = np.empty(n, dtype=np.float64)
+        if n == 0:
+            return out
+        cb = self.reg.code_block
+        block, ws = self._start_inference(n)
+        for pos in range(0, n, block):
+            rows = min(block, n - pos)
+            ws.z[:rows].copy_to_device(np.ascontiguousarray(Z[pos:pos + rows], dtype=self.dtype))
+            self._load_rows(ws, X, x_index, pos, rows, 0)  # the targets
+            self._forward(ws, rows, cb, self.L, self.loss_code == K.LOSS_BCE, 0, False, 0)
+            self._row_nll(ws, rows, 1.0)
             out[pos:pos + rows] = ws.res[:rows].copy_to_host()
         return out

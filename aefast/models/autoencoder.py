@@ -227,13 +227,13 @@ class Autoencoder(TransformerMixin, BaseEstimator):
 
     # --------------------------------------------------------------- training
     def _initialize(self, X, hidden, rng):
+        self.device_ = check_device(self.device)  # first: a bad device leaves no state
         self.loss_, self.output_activation_ = resolve_loss(
             self.loss, self.output_activation, in_unit_interval(X))
         sizes, acts = self._layer_plan(X.shape[1], hidden, self.output_activation_)
         self.network_ = Network(sizes, acts, dtype=check_dtype(self.dtype)).initialize(
             rng, self.init)
         self.n_encoder_layers_ = len(hidden) + 1
-        self.device_ = check_device(self.device)
         if self.n_components > X.shape[1] and self.sparsity is None and self.corruption is None:
             warnings.warn(
                 f"n_components={self.n_components} > n_features={X.shape[1]}: an overcomplete "

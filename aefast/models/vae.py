@@ -201,6 +201,7 @@ class VAE(Autoencoder):
         return sizes, acts
 
     def _initialize(self, X, hidden, rng):
+        self.device_ = check_device(self.device)  # first: a bad device leaves no state
         if self.likelihood == "bernoulli":
             if not in_unit_interval(X):
                 raise ValueError("likelihood='bernoulli' needs data in [0, 1]; scale the data "
@@ -214,11 +215,6 @@ class VAE(Autoencoder):
             sizes, acts, dtype=check_dtype(self.dtype), n_latent=self.n_components,
             vae_block=self.n_encoder_layers_,
             n_extra=X.shape[1] if self._learned_variance() else 0).initialize(rng, self.init)
-        self.device_ = check_device(self.device)
-        if self.device_ == "cuda":
-            raise NotImplementedError(
-                "VAE on device='cuda' is not available yet (the CUDA backend lacks the "
-                "sampling bottleneck); use device='cpu'")
         self._code_sparsity = None
         self._reset_training_state(rng)
 
@@ -242,7 +238,10 @@ class VAE(Autoencoder):
             noise_rng = np.random.default_rng(0)
         log_var = self._obs_log_variance()
         learned = self.loss_ == "gaussian" and log_var is None
-        return make_regularization(
+        make = make_regularization
+        if getattr(self, "device_", "cpu") == "cuda":
+            from ..engine.cuda_backend import make_regularization as make
+        return make(
             None, corruption, self.n_encoder_layers_, 2 * self.n_components, noise_rng,
             gaussian=True, n_latent=self.n_components,
             kl_weight=self._kl_weight(getattr(self, "n_epochs_", 0)),
