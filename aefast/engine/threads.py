@@ -53,22 +53,27 @@ def threads_for_step(n_jobs, network, rows):
 class ThreadChooser:
     """Pick the faster BLAS thread setting by timing training calls.
 
+    Each trial round runs every option for ``trials`` consecutive calls and
+    times them per step, ignoring the first call of each option (it pays for
+    waking or parking BLAS threads); the fastest option then runs for
+    ``period`` calls before the next round.
+
     Parameters
     ----------
     options : sequence
         Thread settings to compare (None: BLAS as configured).
-    trials : int, default=2
-        Timed calls per option in each trial round (the fastest counts).
+    trials : int, default=4
+        Consecutive calls per option in a trial round (>= 2).
     period : int, default=64
         Calls run with the chosen option before the next trial round.
     clock : callable, default=time.perf_counter
     """
 
-    def __init__(self, options, trials=2, period=64, clock=time.perf_counter):
-        self.clock = clock
+    def __init__(self, options, trials=4, period=64, clock=time.perf_counter):
         self.options = list(options)
-        self.trials = trials
+        self.trials = max(2, int(trials))
         self.period = period
+        self.clock = clock
         self._calls = 0
         self._best = {}
         self._chosen = self.options[0]
@@ -83,23 +88,24 @@ class ThreadChooser:
     def current(self):
         """The setting for the next call."""
         if self._in_trial():
-            return self.options[self._position() % len(self.options)]
+            return self.options[self._position() // self.trials]
         return self._chosen
 
     def run(self, fn):
         """Call ``fn()`` (returning (steps, status)) under the current setting, timed."""
+        position = self._position()
         option = self.current()
         trial = self._in_trial()
-        if self._position() == 0:
+        if position == 0:
             self._best = {}
         with blas_threads(option):
             tic = self.clock()
             steps, status = fn()
             seconds = self.clock() - tic
         self._calls += 1
-        if trial and steps:
+        if trial and steps and position % self.trials:  # not the first call of the option
             per_step = seconds / steps
             self._best[option] = min(self._best.get(option, per_step), per_step)
-            if not self._in_trial():
-                self._chosen = min(self._best, key=self._best.get)
+        if trial and not self._in_trial() and self._best:
+            self._chosen = min(self._best, key=self._best.get)
         return steps, status
