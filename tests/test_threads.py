@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from aefast.engine.network import Network
-from aefast.engine.threads import SMALL_GEMM, ThreadChooser, threads_for_step
+from aefast.engine.threads import SMALL_GEMM, ThreadChooser, needs_chooser, threads_for_step
 
 
 def test_small_steps_run_blas_on_one_thread():
@@ -13,6 +13,9 @@ def test_small_steps_run_blas_on_one_thread():
     assert threads_for_step(None, net, 256) is None      # left to BLAS (and the chooser)
     assert threads_for_step(-1, net, 64) is None
     assert threads_for_step(3, net, 64) == 3
+    assert needs_chooser(None, net, 256) and not needs_chooser(None, net, 64)
+    assert not needs_chooser(None, net, 4096)           # large GEMMs: BLAS as configured
+    assert not needs_chooser(1, net, 256)
 
 
 def test_chooser_keeps_the_faster_setting_and_tries_again():

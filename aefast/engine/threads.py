@@ -6,19 +6,23 @@ machine with one core busy elsewhere, a Fashion-MNIST autoencoder
 (784-256-16, batch 64, 2 epochs on 6,750 rows) took 5 to 19 s with 2 BLAS
 threads and 0.4 to 0.5 s with one; at batch 256 the two were equal. So unless
 the user says otherwise, a step whose largest GEMM is small runs BLAS on one
-thread (``threads_for_step``); larger GEMMs keep BLAS as configured.
+thread (``threads_for_step``).
 
 Larger GEMMs collapse too under contention (batch 256 of the same network:
 4.8 to 5.8 s with 2 threads, 0.4 to 0.6 s with one, while a quiet machine
-favours 2 threads), so for them the training loop lets ``ThreadChooser``
-time a few calls with each setting and keep the faster, trying again
-periodically as the load changes.
+favours 2 threads), so for mid-sized steps the training loop lets
+``ThreadChooser`` time a few calls with each setting and keep the faster,
+trying again periodically as the load changes. Steps with a GEMM of 2**27
+multiply-adds or more (case L of issue 2) keep BLAS as configured.
 """
-import time
 import contextlib
+import time
 
-# Largest GEMM of a step, in multiply-adds, below which BLAS runs on one thread.
+# Largest GEMM of a step, in multiply-adds, below which BLAS runs on one thread,
+# and above which BLAS is left alone (its threads pay off; timing trials of one
+# thread cost case L of issue 2 about 8%). In between, ThreadChooser decides.
 SMALL_GEMM = 1 << 24
+LARGE_GEMM = 1 << 27
 
 _CONTROLLER = []  # one threadpoolctl controller, built on first use
 
@@ -34,6 +38,12 @@ def blas_threads(n):
     return _CONTROLLER[0].limit(limits=n, user_api="blas")
 
 
+def largest_gemm(network, rows):
+    """Multiply-adds of the largest GEMM in a step of ``rows`` rows."""
+    return rows * max(network.in_width(l) * int(network.sizes[l + 1])
+                      for l in range(network.n_layers))
+
+
 def threads_for_step(n_jobs, network, rows):
     """BLAS threads for steps of ``rows`` rows through ``network`` (None: as configured).
 
@@ -45,9 +55,12 @@ def threads_for_step(n_jobs, network, rows):
         return None
     if n_jobs is not None:
         return n_jobs
-    largest = max(network.in_width(l) * int(network.sizes[l + 1])
-                  for l in range(network.n_layers))
-    return 1 if rows * largest < SMALL_GEMM else None
+    return 1 if largest_gemm(network, rows) < SMALL_GEMM else None
+
+
+def needs_chooser(n_jobs, network, rows):
+    """Whether fit should time BLAS's setting against one thread (see ThreadChooser)."""
+    return n_jobs is None and SMALL_GEMM <= largest_gemm(network, rows) < LARGE_GEMM
 
 
 class ThreadChooser:

@@ -12,7 +12,7 @@ from ..engine.network import Network, check_activation
 from ..engine.optimizers import Optimizer, OptimizerState
 from ..engine.regularizers import (check_corruption, check_sparsity, make_regularization,
                                    part_from_dict)
-from ..engine.threads import ThreadChooser, blas_threads, threads_for_step
+from ..engine.threads import ThreadChooser, blas_threads, needs_chooser, threads_for_step
 from ..engine.training import History, TrainingConfig, split_validation, train
 from ._random import as_generator
 from ._validation import (check_device, check_dtype, check_float, check_int,
@@ -95,9 +95,10 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         BLAS threads during fit and inference. None: one thread for steps
         whose largest GEMM is under 2**24 multiply-adds (batch x layer
         weights; OpenBLAS threads on such small products slow down many-fold
-        when another process shares the cores); for larger steps ``fit``
+        when another process shares the cores); for steps up to 2**27 ``fit``
         times BLAS's own setting against one thread on a few calls and keeps
-        the faster, re-checking periodically (see ``aefast.engine.threads``).
+        the faster, re-checking periodically; larger steps use BLAS as
+        configured (see ``aefast.engine.threads``).
         -1: BLAS as configured. A positive value: that many threads.
     random_state : int, numpy.random.Generator or None
         Seeds initialisation, shuffling and the validation split.
@@ -277,9 +278,11 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             repeat=self._rows_per_input())
         regularization = self._regularization(self.corruption, self._noise_rng)
         backend = get_backend(self.device_, self.network_, self.loss_, regularization)
-        threads = threads_for_step(self.n_jobs, self.network_, config.batch_size * config.repeat)
-        # Larger steps left to BLAS's own setting: time it against one thread as we go.
-        chooser = ThreadChooser([None, 1]) if threads is None and self.n_jobs is None else None
+        rows = config.batch_size * config.repeat
+        threads = threads_for_step(self.n_jobs, self.network_, rows)
+        # Mid-sized steps: time BLAS's own setting against one thread as we go.
+        chooser = (ThreadChooser([None, 1]) if needs_chooser(self.n_jobs, self.network_, rows)
+                   else None)
         try:
             with blas_threads(threads):
                 train(backend, self._make_optimizer(), self._optimizer_state, X, train_idx,
