@@ -177,6 +177,16 @@ class Autoencoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
+        hidden = self._check_layers()
+        check_activation(self.code_activation, "code_activation")
+        if self.output_activation != "auto":
+            check_activation(self.output_activation, "output_activation")
+        check_sparsity(self.sparsity, self.n_components, self.code_activation, hidden)
+        self._check_training_params()
+        return hidden
+
+    def _check_layers(self):
+        """Validate hidden_layers, n_components and activation; returns the hidden tuple."""
         try:
             hidden = tuple(self.hidden_layers)
         except TypeError:
@@ -186,16 +196,16 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             check_int(width, "hidden_layers entries", low=1)
         check_int(self.n_components, "n_components", low=1)
         check_activation(self.activation, "activation")
-        check_activation(self.code_activation, "code_activation")
-        if self.output_activation != "auto":
-            check_activation(self.output_activation, "output_activation")
+        return hidden
+
+    def _check_training_params(self):
+        """Validate what the training loop, the optimizer and the data type need."""
         check_int(self.batch_size, "batch_size", low=1)
         check_int(self.max_epochs, "max_epochs", low=1)
         check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
         check_float(self.tol, "tol", low=0)
         check_float(self.weight_decay, "weight_decay", low=0)
         check_float(self.weight_l1, "weight_l1", low=0)
-        check_sparsity(self.sparsity, self.n_components, self.code_activation, hidden)
         check_corruption(self.corruption)
         if self.early_stopping:
             check_float(self.validation_fraction, "validation_fraction", low=0,
@@ -204,7 +214,6 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             check_int(self.n_jobs, "n_jobs", low=-1)
         check_dtype(self.dtype)
         self._make_optimizer()  # validates the optimizer before any state is touched
-        return hidden
 
     def _make_optimizer(self):
         return Optimizer(self.optimizer, check_float(self.learning_rate, "learning_rate"),

@@ -16,8 +16,8 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 from ..engine.bottleneck import LOGVAR_MAX, LOGVAR_MIN
-from ..engine.network import Network, check_activation
-from ..engine.regularizers import check_corruption, make_regularization
+from ..engine.network import Network
+from ..engine.regularizers import make_regularization
 from ._random import as_generator
 from ._validation import check_device, check_dtype, check_float, check_int, in_unit_interval
 from .autoencoder import Autoencoder
@@ -142,15 +142,7 @@ class VAE(Autoencoder):
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
-        try:
-            hidden = tuple(self.hidden_layers)
-        except TypeError:
-            raise TypeError(
-                f"hidden_layers must be a sequence of ints, got {self.hidden_layers!r}") from None
-        for width in hidden:
-            check_int(width, "hidden_layers entries", low=1)
-        check_int(self.n_components, "n_components", low=1)
-        check_activation(self.activation, "activation")
+        hidden = self._check_layers()
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood={self.likelihood!r} is not supported; choose "
                              "'bernoulli' or 'gaussian'")
@@ -158,20 +150,7 @@ class VAE(Autoencoder):
         check_float(self.beta, "beta", low=0)
         check_int(self.kl_warmup_epochs, "kl_warmup_epochs", low=0)
         check_int(self.n_samples, "n_samples", low=1)
-        check_int(self.batch_size, "batch_size", low=1)
-        check_int(self.max_epochs, "max_epochs", low=1)
-        check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
-        check_float(self.tol, "tol", low=0)
-        check_float(self.weight_decay, "weight_decay", low=0)
-        check_float(self.weight_l1, "weight_l1", low=0)
-        check_corruption(self.corruption)
-        if self.early_stopping:
-            check_float(self.validation_fraction, "validation_fraction", low=0,
-                        low_inclusive=False, high=1)
-        if self.n_jobs is not None:
-            check_int(self.n_jobs, "n_jobs", low=-1)
-        check_dtype(self.dtype)
-        self._make_optimizer()
+        self._check_training_params()
         return hidden
 
     def _obs_log_variance(self):
