@@ -268,6 +268,21 @@ AE_BODY double ae_weight_penalty_f_body(const float *w, float *g, ptrdiff_t n, f
     return total;
 }
 
+/* Masking / salt-and-pepper corruption from 16-bit uniforms u[j]: an entry is
+ * hit when u[j] < threshold; a hit becomes 0 (masking) or, for salt and
+ * pepper, high or low as u[j]'s lowest bit says; other entries are copied. */
+AE_BODY int ae_mask_f_body(const float *clean, float *out, ptrdiff_t n, const uint16_t *u,
+                           uint32_t threshold, int salt_pepper, float low, float high)
+{
+    #pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) {
+        uint32_t v = u[j];
+        float hit = salt_pepper ? ((v & 1u) ? high : low) : 0.0f;
+        out[j] = v < threshold ? hit : clean[j];
+    }
+    return 0;
+}
+
 /* Activation codes, as in engine/network.py. */
 enum { AE_IDENTITY = 0, AE_RELU = 1, AE_LEAKY_RELU = 2, AE_TANH = 3, AE_SIGMOID = 4,
        AE_SOFTPLUS = 5 };
@@ -370,5 +385,8 @@ AE_DISPATCH(int, ae_bias_act_f, (float *z, const float *b, ptrdiff_t rows, ptrdi
                                  int act, float slope), (z, b, rows, cols, act, slope))
 AE_DISPATCH(int, ae_act_grad_f, (float *d, const float *a, ptrdiff_t n, int act, float slope),
             (d, a, n, act, slope))
+AE_DISPATCH(int, ae_mask_f, (const float *clean, float *out, ptrdiff_t n, const uint16_t *u,
+                             uint32_t threshold, int salt_pepper, float low, float high),
+            (clean, out, n, u, threshold, salt_pepper, low, high))
 
 #endif
