@@ -268,6 +268,57 @@ AE_BODY double ae_weight_penalty_f_body(const float *w, float *g, ptrdiff_t n, f
     return total;
 }
 
+/* Box-Muller normals from 64-bit words: word i gives u1 = (bits 40-63 + 1) / 2^24
+ * in (0, 1] and u2 = bits 16-39 / 2^24 in [0, 1); r = sqrt(-2 log u1), and the
+ * pair (r cos 2 pi u2, r sin 2 pi u2) lands in entries 2i and 2i + 1:
+ * out[j] = clean[j] + std * normal. log and sin/cos are Cephes polynomials
+ * (relative error about 1e-7), so the loop vectorises. */
+static inline float ae_log_unit_f(float u)   /* log(u) for u in (0, 1] */
+{
+    int32_t bits;
+    memcpy(&bits, &u, sizeof bits);
+    int32_t e = ((bits >> 23) & 0xFF) - 127;
+    int32_t mbits = (bits & 0x007FFFFF) | 0x3F800000;   /* mantissa in [1, 2) */
+    float m;
+    memcpy(&m, &mbits, sizeof m);
+    return (float)e * 0.693147180559945f + ae_log1p_unit_f(m - 1.0f);
+}
+
+AE_BODY int ae_gauss_noise_f_body(const float *clean, float *out, ptrdiff_t n,
+                                  const uint64_t *words, float std)
+{
+    ptrdiff_t pairs = n / 2;
+    #pragma omp simd
+    for (ptrdiff_t i = 0; i < pairs; i++) {
+        uint64_t w = words[i];
+        float u1 = (float)((w >> 40) + 1) * 5.9604644775390625e-8f;
+        float u2 = (float)((w >> 16) & 0xFFFFFF) * 5.9604644775390625e-8f;
+        float r = sqrtf(-2.0f * ae_log_unit_f(u1));
+        /* 2 pi u2 = q pi / 2 + phi, phi in [-pi/4, pi/4] */
+        float q = (u2 * 4.0f + 12582912.0f) - 12582912.0f;   /* round(4 u2), 0..4 */
+        float phi = (u2 - 0.25f * q) * 6.283185307179586f;
+        float z = phi * phi;
+        float sn = phi + phi * z * ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z
+                                    - 1.6666654611e-1f);
+        float cs = 1.0f - 0.5f * z + z * z * ((2.443315711809948e-5f * z
+                                               - 1.388731625493765e-3f) * z
+                                              + 4.166664568298827e-2f);
+        int32_t k = (int32_t)q & 3;
+        float c = k == 0 ? cs : (k == 1 ? -sn : (k == 2 ? -cs : sn));
+        float s = k == 0 ? sn : (k == 1 ? cs : (k == 2 ? -sn : -cs));
+        out[2 * i] = clean[2 * i] + std * (r * c);
+        out[2 * i + 1] = clean[2 * i + 1] + std * (r * s);
+    }
+    if (n % 2) {
+        uint64_t w = words[pairs];
+        float u1 = (float)((w >> 40) + 1) * 5.9604644775390625e-8f;
+        float u2 = (float)((w >> 16) & 0xFFFFFF) * 5.9604644775390625e-8f;
+        out[n - 1] = clean[n - 1] + std * (sqrtf(-2.0f * ae_log_unit_f(u1))
+                                           * cosf(6.283185307179586f * u2));
+    }
+    return 0;
+}
+
 /* Masking / salt-and-pepper corruption from 16-bit uniforms u[j]: an entry is
  * hit when u[j] < threshold; a hit becomes 0 (masking) or, for salt and
  * pepper, high or low as u[j]'s lowest bit says; other entries are copied. */
@@ -385,6 +436,9 @@ AE_DISPATCH(int, ae_bias_act_f, (float *z, const float *b, ptrdiff_t rows, ptrdi
                                  int act, float slope), (z, b, rows, cols, act, slope))
 AE_DISPATCH(int, ae_act_grad_f, (float *d, const float *a, ptrdiff_t n, int act, float slope),
             (d, a, n, act, slope))
+AE_DISPATCH(int, ae_gauss_noise_f, (const float *clean, float *out, ptrdiff_t n,
+                                    const uint64_t *words, float std),
+            (clean, out, n, words, std))
 AE_DISPATCH(int, ae_mask_f, (const float *clean, float *out, ptrdiff_t n, const uint16_t *u,
                              uint32_t threshold, int salt_pepper, float low, float high),
             (clean, out, n, u, threshold, salt_pepper, low, high))

@@ -27,7 +27,7 @@ without returning to Python; a Python call covers many batches.
 Status codes report a non-finite loss or gradient *before* the update, so the
 parameters stay at their last finite values.
 """
-from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, tanh, isfinite
+from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, tanh, isfinite, cos, sin
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
@@ -59,6 +59,8 @@ cdef extern from "_elementwise.h" nogil:
                       float slope)
     int ae_act_grad_f(float* d, const float* a, Py_ssize_t n, int act, float slope)
     double ae_weight_penalty_f(const float* w, float* g, Py_ssize_t n, float l2, float l1)
+    int ae_gauss_noise_f(const float* clean, float* out, Py_ssize_t n, const uint64_t* words,
+                         float std)
     int ae_mask_f(const float* clean, float* out, Py_ssize_t n, const uint16_t* u,
                   uint32_t threshold, int salt_pepper, float low, float high)
 
@@ -502,19 +504,29 @@ cdef void _corrupt(const Reg* r, const floating* clean, floating* out, Py_ssize_
                    uint64_t* words) noexcept nogil:
     """out <- corrupted copy of clean (Gaussian, masking or salt-and-pepper noise).
 
-    `words` is scratch for (n + 3) // 4 random 64-bit words (masking and salt
-    and pepper).
+    `words` is scratch for (n + 1) // 2 random 64-bit words. Gaussian noise is
+    Box-Muller, a pair of normals per word (see ae_gauss_noise_f in
+    _elementwise.h); masking and salt-and-pepper take four 16-bit uniforms
+    per word.
     """
     cdef Py_ssize_t j
     cdef uint32_t threshold, v
     cdef const uint16_t* u = <const uint16_t*>words
-    cdef floating std = <floating>r.level
+    cdef double u1, u2, radius
     if r.corruption == CO_GAUSSIAN:
+        for j in range((n + 1) // 2):
+            words[j] = r.rng.next_uint64(r.rng.state)
+        if floating is float:
+            ae_gauss_noise_f(clean, out, n, words, <float>r.level)
+            return
         for j in range(n):
-            if floating is float:
-                out[j] = clean[j] + std * random_standard_normal_f(r.rng)
+            u1 = <double>((words[j // 2] >> 40) + 1) * 5.9604644775390625e-8
+            u2 = <double>((words[j // 2] >> 16) & 0xFFFFFF) * 5.9604644775390625e-8
+            radius = sqrt(-2.0 * log(u1))
+            if j % 2 == 0:
+                out[j] = clean[j] + <floating>(r.level * radius * cos(6.283185307179586 * u2))
             else:
-                out[j] = clean[j] + std * random_standard_normal(r.rng)
+                out[j] = clean[j] + <floating>(r.level * radius * sin(6.283185307179586 * u2))
         return
     # Each 64-bit draw gives four 16-bit uniforms (in memory order, least
     # significant first on little-endian machines): an entry is hit when its
@@ -1084,7 +1096,7 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     cdef int64_t[::1] aux_idx = np.zeros(max(aux_k, 1), dtype=np.int64)
     cdef floating* dense_ptr = &dense[0] if aux_k else NULL
     cdef uint64_t[::1] words = np.zeros(
-        (batch_size * n_features + 3) // 4 + 1 if corrupt else 1, dtype=np.uint64)
+        (batch_size * n_features + 1) // 2 + 1 if corrupt else 1, dtype=np.uint64)
     if n_features != sizes[0] or n_out != n_features:
         raise ValueError("X has %d features, the network expects %d in and %d out"
                          % (n_features, sizes[0], n_out))
@@ -1271,7 +1283,7 @@ def corrupt(const floating[::1] clean, floating[::1] out, Regularization reg):
         raise ValueError("clean and out must have the same length")
     if clean.shape[0] == 0:
         return
-    cdef uint64_t[::1] words = np.zeros((clean.shape[0] + 3) // 4 + 1, dtype=np.uint64)
+    cdef uint64_t[::1] words = np.zeros((clean.shape[0] + 1) // 2 + 1, dtype=np.uint64)
     with nogil:
         _corrupt(&reg.reg, &clean[0], &out[0], clean.shape[0], &words[0])
 
