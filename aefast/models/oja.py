@@ -438,7 +438,15 @@ class OjaPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 # let scikit-learn word the error (1-D, 3-D, empty, ...)
                 validate_data(self, X, dtype=self._validation_dtype())
                 raise ValueError(f"Expected a non-empty 2-D array, got shape {X.shape}.")
-            chunks, validated = iter_chunks(X, self.batch_size), False
+            dtypes = np.atleast_1d(np.asarray(self._validation_dtype(), dtype=object))
+            if X.flags.c_contiguous and any(X.dtype == dt for dt in dtypes):
+                # Already what the kernels take: validate one row for the feature
+                # count (finiteness is checked per chunk by the moments kernel), so
+                # no chunk pays for scikit-learn's checks (~0.1 ms per chunk of 1,000).
+                validate_data(self, X[:1], dtype=X.dtype, order="C")
+                chunks, validated = iter_chunks(X, self.batch_size), True
+            else:
+                chunks, validated = iter_chunks(X, self.batch_size), False
         else:  # lists of rows, DataFrames, sparse matrices: validate as a whole
             X = validate_data(self, X, dtype=self._validation_dtype(), order="C")
             chunks, validated = iter_chunks(X, self.batch_size), True
