@@ -70,7 +70,7 @@ import warnings
 import numpy as np
 
 from .losses import LOSS_CODES
-from .regularizers import CORRUPTION_CODES, SPARSITY_CODES, GaussianNoise, KLSparsity, TopK
+from .regularizers import SPARSITY_CODES, regularization_kwargs
 
 _LOG = logging.getLogger("aefast")
 
@@ -246,35 +246,16 @@ class CUDARegularization:
 def make_regularization(sparsity, corruption, code_block, n_code, rng=None, **bottleneck):
     """``regularizers.make_regularization`` for the CUDA backend (same arguments).
 
-    The seed of the corruption noise and of a VAE's samples is drawn from
-    ``rng`` (so the same random_state gives the same noise on the same
-    device). ``**bottleneck`` is a VAE's sampling bottleneck (``gaussian=True,
-    n_latent, kl_weight, obs_off, obs_logvar``).
+    The seed of the corruption noise and of a VAE's samples (one stream of
+    device states for both) is drawn from ``rng``, so the same random_state
+    gives the same noise on the same device. ``**bottleneck`` is a VAE's
+    sampling bottleneck (``gaussian=True, n_latent, kl_weight, obs_off,
+    obs_logvar``).
     """
-    kwargs = dict(code_block=code_block, n_code=n_code, **bottleneck)
-    if bottleneck.get("gaussian") and rng is not None:
+    kwargs = regularization_kwargs(sparsity, corruption if rng is not None else None,
+                                   code_block, n_code, **bottleneck)
+    if rng is not None and ("corruption" in kwargs or bottleneck.get("gaussian")):
         kwargs["seed"] = int(rng.integers(2**63))
-    if sparsity is not None:
-        kwargs["sparsity"] = SPARSITY_CODES[sparsity.kind]
-        if isinstance(sparsity, TopK):
-            kwargs.update(k=sparsity.k, encode_k=sparsity.encode_k or sparsity.k,
-                          normalize_decoder=sparsity.normalize_decoder,
-                          aux_k=sparsity.aux_k or 0, aux_weight=sparsity.aux_weight,
-                          dead_after=sparsity.dead_after)
-        elif isinstance(sparsity, KLSparsity):
-            kwargs.update(weight=sparsity.weight, target=sparsity.target)
-        else:
-            kwargs.update(weight=sparsity.weight)
-    if corruption is not None and rng is not None:
-        kwargs["corruption"] = CORRUPTION_CODES[corruption.kind]
-        if "seed" not in kwargs:  # one stream of device states for noise and samples
-            kwargs["seed"] = int(rng.integers(2**63))
-        if isinstance(corruption, GaussianNoise):
-            kwargs["level"] = corruption.std
-        else:
-            kwargs["level"] = corruption.fraction
-        if corruption.kind == "salt_pepper":
-            kwargs.update(low=corruption.low, high=corruption.high)
     return CUDARegularization(**kwargs)
 
 

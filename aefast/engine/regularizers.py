@@ -237,6 +237,35 @@ def check_corruption(corruption):
     return corruption
 
 
+def regularization_kwargs(sparsity, corruption, code_block, n_code, **bottleneck):
+    """The parts as keyword arguments of a backend's regularization object.
+
+    Everything but the source of randomness, which each backend supplies in
+    its own form (a NumPy bit generator on the CPU, a seed on the GPU).
+    """
+    kwargs = dict(code_block=code_block, n_code=n_code, **bottleneck)
+    if sparsity is not None:
+        kwargs["sparsity"] = SPARSITY_CODES[sparsity.kind]
+        if isinstance(sparsity, TopK):
+            kwargs.update(k=sparsity.k, encode_k=sparsity.encode_k or sparsity.k,
+                          normalize_decoder=sparsity.normalize_decoder,
+                          aux_k=sparsity.aux_k or 0, aux_weight=sparsity.aux_weight,
+                          dead_after=sparsity.dead_after)
+        elif isinstance(sparsity, KLSparsity):
+            kwargs.update(weight=sparsity.weight, target=sparsity.target)
+        else:
+            kwargs.update(weight=sparsity.weight)
+    if corruption is not None:
+        kwargs["corruption"] = CORRUPTION_CODES[corruption.kind]
+        if isinstance(corruption, GaussianNoise):
+            kwargs["level"] = corruption.std
+        else:
+            kwargs["level"] = corruption.fraction
+        if isinstance(corruption, SaltPepperNoise):
+            kwargs.update(low=corruption.low, high=corruption.high)
+    return kwargs
+
+
 def make_regularization(sparsity, corruption, code_block, n_code, rng=None, **bottleneck):
     """The compiled step's ``Regularization`` for a network.
 
@@ -249,32 +278,13 @@ def make_regularization(sparsity, corruption, code_block, n_code, rng=None, **bo
         Width of the code.
     rng : numpy.random.Generator or None
         Its bit generator draws the corruption noise (training only) and a
-        VAE's samples.
+        VAE's samples; without it the corruption is off (inference).
     **bottleneck
         A VAE's sampling bottleneck (``gaussian=True, n_latent, kl_weight,
         obs_off, obs_logvar``), passed on to ``Regularization``.
     """
-    kwargs = dict(code_block=code_block, n_code=n_code, **bottleneck)
-    if bottleneck.get("gaussian") and rng is not None:
+    kwargs = regularization_kwargs(sparsity, corruption if rng is not None else None,
+                                   code_block, n_code, **bottleneck)
+    if rng is not None and ("corruption" in kwargs or bottleneck.get("gaussian")):
         kwargs["bit_generator"] = rng.bit_generator
-    if sparsity is not None:
-        kwargs["sparsity"] = SPARSITY_CODES[sparsity.kind]
-        if isinstance(sparsity, TopK):
-            kwargs.update(k=sparsity.k, encode_k=sparsity.encode_k or sparsity.k,
-                          normalize_decoder=sparsity.normalize_decoder,
-                          aux_k=sparsity.aux_k or 0, aux_weight=sparsity.aux_weight,
-                          dead_after=sparsity.dead_after)
-        elif isinstance(sparsity, KLSparsity):
-            kwargs.update(weight=sparsity.weight, target=sparsity.target)
-        else:
-            kwargs.update(weight=sparsity.weight)
-    if corruption is not None and rng is not None:
-        kwargs["corruption"] = CORRUPTION_CODES[corruption.kind]
-        kwargs["bit_generator"] = rng.bit_generator
-        if isinstance(corruption, GaussianNoise):
-            kwargs["level"] = corruption.std
-        else:
-            kwargs["level"] = corruption.fraction
-        if isinstance(corruption, SaltPepperNoise):
-            kwargs.update(low=corruption.low, high=corruption.high)
     return Regularization(**kwargs)
