@@ -9,9 +9,9 @@ from setuptools import Extension, setup
 # sqrt vectorise. No -ffast-math: the engine's NaN/inf checks need IEEE rules.
 COMPILE_ARGS = ["-O3", "-ffp-contract=fast", "-fopenmp-simd", "-fno-math-errno"]
 NAMES = ["_network", "_topk"]
-# OpenMP threads (Cython prange over rows) for _topk only; every other
-# extension stays free of the OpenMP runtime.
-OPENMP = {"_topk": ["-fopenmp"]}
+# OpenMP threads: Cython prange over rows (_topk) and over the parts of a
+# data-parallel training step (_network).
+OPENMP = {"_topk": ["-fopenmp"], "_network": ["-fopenmp"]}
 
 extensions = [
     Extension(

@@ -26,12 +26,21 @@ data array is never copied) to the optimizer update runs without the GIL and
 without returning to Python; a Python call covers many batches.
 Status codes report a non-finite loss or gradient *before* the update, so the
 parameters stay at their last finite values.
+
+A step can be data-parallel (``train_batches(..., n_threads=P)``): OpenMP
+threads each run forward and backward on a contiguous part of the batch with
+their own workspaces and gradient buffer, then sum the gradients and apply the
+optimizer over disjoint ranges of the flat buffer. What couples the rows of a
+batch runs serially in between: the random draws (in batch order, so the
+result does not depend on P beyond rounding), the TopK firing counts and the
+code penalties' batch statistics.
 """
 from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, tanh, isfinite, cos, sin
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from numpy.random cimport bitgen_t
+from cython.parallel cimport prange
 from numpy.random.c_distributions cimport random_standard_normal, random_standard_normal_f
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
@@ -285,13 +294,14 @@ cdef inline double _clamp_logvar(double v) noexcept nogil:
 
 cdef double _reparameterize(const floating* stats, Py_ssize_t rows, Py_ssize_t k,
                             floating* z, floating* eps, bitgen_t* rng,
-                            double* kl_rows) noexcept nogil:
+                            double* kl_rows, bint eps_ready=False) noexcept nogil:
     """z <- mu + exp(log var / 2) * eps per row; returns the summed analytic KL.
 
-    `stats` rows are [mu | log var] (2k values). With `rng` NULL, z <- mu (the
-    posterior mean) and eps is not touched. eps is drawn row by row, k at a
-    time, from `rng` (NumPy's standard normal ziggurat, float32 or float64 as
-    the data), and kept for the backward pass. kl_rows (if not NULL) gets
+    `stats` rows are [mu | log var] (2k values). eps is drawn row by row, k at
+    a time, from `rng` (NumPy's standard normal ziggurat, float32 or float64 as
+    the data), and kept for the backward pass; with `eps_ready` (and `rng`
+    NULL) eps already holds the draws (see _draw_eps). With neither, z <- mu
+    (the posterior mean) and eps is not touched. kl_rows (if not NULL) gets
     each row's KL(N(mu, sigma^2) || N(0, I)).
     """
     cdef Py_ssize_t i, j
@@ -312,6 +322,8 @@ cdef double _reparameterize(const floating* stats, Py_ssize_t rows, Py_ssize_t k
                     e = random_standard_normal(rng)
                 eps[i * k + j] = <floating>e
                 z[i * k + j] = <floating>(mu + sqrt(var) * <floating>e)
+            elif eps_ready:
+                z[i * k + j] = <floating>(mu + sqrt(var) * eps[i * k + j])
             else:
                 z[i * k + j] = <floating>mu
         row_kl *= 0.5
@@ -319,6 +331,16 @@ cdef double _reparameterize(const floating* stats, Py_ssize_t rows, Py_ssize_t k
             kl_rows[i] = row_kl
         total += row_kl
     return total
+
+
+cdef void _draw_eps(floating* eps, Py_ssize_t n, bitgen_t* rng) noexcept nogil:
+    """eps <- n standard normals in the order _reparameterize draws them."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        if floating is float:
+            eps[j] = random_standard_normal_f(rng)
+        else:
+            eps[j] = <floating>random_standard_normal(rng)
 
 
 cdef void _reparameterize_backward(const floating* stats, const floating* eps,
@@ -358,8 +380,9 @@ cdef void _keep_topk(floating* code, Py_ssize_t rows, Py_ssize_t width, Py_ssize
                      floating* dense) noexcept nogil:
     """Zero all but the k largest entries of each row; idx gets their columns.
 
-    Training also counts firings (`fired`, `since_fired`) and, for AuxK, keeps
-    the dense code in `dense`; inference passes NULL for all three.
+    Training also counts firings (`fired`; `since_fired` is reset where a unit
+    fires, unless NULL) and, for AuxK, keeps the dense code in `dense`;
+    inference passes NULL for all three.
     """
     cdef Py_ssize_t i, t
     cdef floating* row
@@ -373,7 +396,8 @@ cdef void _keep_topk(floating* code, Py_ssize_t rows, Py_ssize_t width, Py_ssize
             row[idx[i * k + t]] = values[t]
             if fired != NULL and values[t] != 0:
                 fired[idx[i * k + t]] += 1
-                since_fired[idx[i * k + t]] = 0
+                if since_fired != NULL:
+                    since_fired[idx[i * k + t]] = 0
 
 
 cdef void _sparse_decode(const floating* code, Py_ssize_t rows, Py_ssize_t width,
@@ -400,7 +424,8 @@ cdef double _forward(const Spec* s, const floating* params, floating* ws,
                      Py_ssize_t stride, Py_ssize_t rows, Py_ssize_t first,
                      Py_ssize_t last, bint keep_logits, Py_ssize_t topk,
                      int64_t* idx, floating* values, int64_t* fired,
-                     floating* dense, bitgen_t* sample_rng, double* kl_rows) noexcept nogil:
+                     int64_t* since_fired, floating* dense, bitgen_t* sample_rng,
+                     double* kl_rows, bint eps_ready=False) noexcept nogil:
     """Forward through layers [first, last) of blocks laid out for `stride` rows.
 
     The input must already sit in block `first` (for a VAE decoding from
@@ -408,8 +433,10 @@ cdef double _forward(const Spec* s, const floating* params, floating* ws,
     layer is left as pre-activation plus bias (logits). With `topk` > 0 the
     code block keeps its `topk` largest units per row (columns in `idx`), and
     the next layer decodes from those rows of its weights only. A VAE's stats
-    block is sampled into z with `sample_rng` (NULL: z = mu); the summed KL is
-    returned (0 without a VAE bottleneck) and kl_rows gets it per row.
+    block is sampled into z with `sample_rng` (NULL: z = mu, or with
+    `eps_ready` the draws already in the eps block); the summed KL is returned
+    (0 without a VAE bottleneck) and kl_rows gets it per row. Firings are
+    counted in `fired` / `since_fired` (see _keep_topk).
     """
     cdef Py_ssize_t l, n_in, n_out
     cdef Py_ssize_t cb = s.reg.code_block
@@ -441,70 +468,100 @@ cdef double _forward(const Spec* s, const floating* params, floating* ws,
         _bias_activation(z, params + s.b_off[l], rows, n_out, act,
                          <floating>s.leaky_slope)
         if topk > 0 and l + 1 == cb:
-            _keep_topk(z, rows, n_out, topk, idx, values, fired,
-                       s.reg.since_fired if fired != NULL else NULL, dense)
+            _keep_topk(z, rows, n_out, topk, idx, values, fired, since_fired, dense)
         if s.reg.gaussian and l + 1 == cb and last > cb:
             kl = _reparameterize(z, rows, s.reg.n_latent, zb, zb + stride * s.reg.n_latent,
-                                 sample_rng, kl_rows)
+                                 sample_rng, kl_rows, eps_ready)
     return kl
 
 
-cdef double _code_penalty(const Spec* s, const floating* code, Py_ssize_t rows,
-                          Py_ssize_t width) noexcept nogil:
-    """Value of the L1-activity or KL-sparsity penalty on a batch of codes.
+cdef double _code_penalty_sum(const Spec* s, const floating* code, Py_ssize_t rows,
+                              Py_ssize_t width) noexcept nogil:
+    """Accumulate one part of a batch's codes for the code penalty.
 
-    L1: weight * mean over rows of sum_j |h_ij|. KL: weight * sum_j
-    KL(target || rho_j) with rho_j the batch mean of unit j (kept in reg.rho,
-    clipped to [1e-7, 1 - 1e-7]).
+    L1 returns sum |h_ij| of the part; KL adds its column sums to reg.rho
+    (zeroed by the caller before the first part) and returns 0. A batch split
+    over threads accumulates each thread's rows, then calls
+    _code_penalty_finish once.
     """
     cdef const Reg* r = s.reg
     cdef Py_ssize_t i, j
-    cdef double total = 0.0, rho, t = r.target
+    cdef double total = 0.0
     if r.sparsity == SP_L1:
         for i in range(rows * width):
             total += fabs(code[i])
-        return r.weight * total / rows
-    if r.sparsity == SP_KL:
-        for j in range(width):
-            r.rho[j] = 0.0
+    elif r.sparsity == SP_KL:
         for i in range(rows):
             for j in range(width):
                 r.rho[j] += code[i * width + j]
+    return total
+
+
+cdef double _code_penalty_finish(const Spec* s, double l1_sum, Py_ssize_t rows,
+                                 Py_ssize_t width) noexcept nogil:
+    """Value of the L1-activity or KL-sparsity penalty of a batch of `rows` rows.
+
+    L1: weight * mean over rows of sum_j |h_ij| (`l1_sum` from
+    _code_penalty_sum). KL: weight * sum_j KL(target || rho_j) with rho_j the
+    batch mean of unit j (clipped to [1e-7, 1 - 1e-7]); reg.rho is then
+    replaced by the per-unit gradient that _add_code_penalty_grad adds.
+    """
+    cdef const Reg* r = s.reg
+    cdef Py_ssize_t j
+    cdef double total = 0.0, rho, t = r.target
+    if r.sparsity == SP_L1:
+        return r.weight * l1_sum / rows
+    if r.sparsity == SP_KL:
         for j in range(width):
             rho = min(max(r.rho[j] / rows, 1e-7), 1.0 - 1e-7)
-            r.rho[j] = rho
             total += t * log(t / rho) + (1.0 - t) * log((1.0 - t) / (1.0 - rho))
+            r.rho[j] = r.weight * (-t / rho + (1.0 - t) / (1.0 - rho)) / rows
         return r.weight * total
     return 0.0
 
 
 cdef void _add_code_penalty_grad(const Spec* s, const floating* code, floating* d,
-                                 Py_ssize_t rows, Py_ssize_t width) noexcept nogil:
-    """d (dLoss/dcode) += gradient of the code penalty (needs _code_penalty first)."""
+                                 Py_ssize_t rows, Py_ssize_t width,
+                                 Py_ssize_t norm_rows) noexcept nogil:
+    """d (dLoss/dcode) += gradient of the code penalty (after _code_penalty_finish).
+
+    `norm_rows` is the number of rows of the whole batch (`rows` may be one
+    thread's part of it). Reads reg.rho only, so threads may share it.
+    """
     cdef const Reg* r = s.reg
     cdef Py_ssize_t i, j
     cdef floating c
     if r.sparsity == SP_L1:
-        c = <floating>(r.weight / rows)
+        c = <floating>(r.weight / norm_rows)
         for i in range(rows * width):
             if code[i] > 0:
                 d[i] += c
             elif code[i] < 0:
                 d[i] -= c
     elif r.sparsity == SP_KL:
-        for j in range(width):
-            # stash the per-unit gradient in rho's place (rho is not needed again)
-            r.rho[j] = r.weight * (-r.target / r.rho[j] + (1.0 - r.target) / (1.0 - r.rho[j])) / rows
         for i in range(rows):
             for j in range(width):
                 d[i * width + j] += <floating>r.rho[j]
 
 
+cdef inline Py_ssize_t _corruption_words(const Reg* r, Py_ssize_t n) noexcept nogil:
+    """Random 64-bit words that corrupting n values takes."""
+    return (n + 1) // 2 if r.corruption == CO_GAUSSIAN else (n + 3) // 4
+
+
+cdef void _draw_corruption_words(const Reg* r, Py_ssize_t n, uint64_t* words) noexcept nogil:
+    """words <- the random words for corrupting n values (see _corrupt)."""
+    cdef Py_ssize_t j
+    for j in range(_corruption_words(r, n)):
+        words[j] = r.rng.next_uint64(r.rng.state)
+
+
 cdef void _corrupt(const Reg* r, const floating* clean, floating* out, Py_ssize_t n,
-                   uint64_t* words) noexcept nogil:
+                   const uint64_t* words) noexcept nogil:
     """out <- corrupted copy of clean (Gaussian, masking or salt-and-pepper noise).
 
-    `words` is scratch for (n + 1) // 2 random 64-bit words. Gaussian noise is
+    `words` holds the random words _draw_corruption_words drew for n values
+    (drawing is serial, this part may run in a thread). Gaussian noise is
     Box-Muller, a pair of normals per word (see ae_gauss_noise_f in
     _elementwise.h); masking and salt-and-pepper take four 16-bit uniforms
     per word.
@@ -514,8 +571,6 @@ cdef void _corrupt(const Reg* r, const floating* clean, floating* out, Py_ssize_
     cdef const uint16_t* u = <const uint16_t*>words
     cdef double u1, u2, radius
     if r.corruption == CO_GAUSSIAN:
-        for j in range((n + 1) // 2):
-            words[j] = r.rng.next_uint64(r.rng.state)
         if floating is float:
             ae_gauss_noise_f(clean, out, n, words, <float>r.level)
             return
@@ -534,8 +589,6 @@ cdef void _corrupt(const Reg* r, const floating* clean, floating* out, Py_ssize_
     # hit's lowest bit picks salt or pepper. Drawing the words first keeps the
     # generator's indirect call out of the elementwise loop, which vectorises.
     threshold = <uint32_t>min(r.level * 65536.0 + 0.5, 65536.0)
-    for j in range((n + 3) // 4):
-        words[j] = r.rng.next_uint64(r.rng.state)
     if floating is float:
         ae_mask_f(clean, out, n, u, threshold, r.corruption != CO_MASKING, <float>r.low,
                   <float>r.high)
@@ -673,7 +726,7 @@ cdef double _auxk(const Spec* s, const floating* dense, const floating* target,
                   const floating* out, bint logits, const floating* w, floating* gw,
                   floating* d_code, Py_ssize_t rows, Py_ssize_t width, Py_ssize_t d,
                   floating* scratch, floating* vals, int64_t* idx,
-                  floating* g) noexcept nogil:
+                  floating* g, Py_ssize_t norm_rows) noexcept nogil:
     """AuxK (Gao et al. 2024): reconstruct the residual from the top dead units.
 
     For each row, the `aux_k` largest dense code values among dead units decode
@@ -681,12 +734,13 @@ cdef double _auxk(const Spec* s, const floating* dense, const floating* target,
     e = x - x_hat of the main reconstruction (a constant target). Adds the
     gradient of aux_weight * mean((e - e_hat)^2) to `gw` and to `d_code`
     (already multiplied by the code activation's derivative at the dense
-    value) and returns the loss.
+    value) and returns the loss. The mean is over `norm_rows` rows (the whole
+    batch, of which these `rows` may be one thread's part).
     """
     cdef const Reg* r = s.reg
     cdef Py_ssize_t i, j, t, c, m, n_dead
     cdef double total = 0.0
-    cdef floating scale = <floating>(2.0 * r.aux_weight / (rows * d))
+    cdef floating scale = <floating>(2.0 * r.aux_weight / (norm_rows * d))
     cdef floating v, diff, xh, acc
     cdef floating lowest = <floating>(-3.0e38)
     cdef int code_act = <int>s.acts[s.reg.code_block - 1]
@@ -729,7 +783,7 @@ cdef double _auxk(const Spec* s, const floating* dense, const floating* target,
                 acc += g[c] * wrow[c]
             _mul_derivative(&acc, &v, 1, code_act, <floating>s.leaky_slope)
             d_code[i * width + j] += acc
-    return r.aux_weight * total / (rows * d)
+    return r.aux_weight * total / (norm_rows * d)
 
 
 cdef double _backward(const Spec* s, const floating* params, floating* grads,
@@ -737,7 +791,7 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
                       Py_ssize_t stride, Py_ssize_t rows, double weight_decay,
                       double weight_l1, Py_ssize_t topk, const int64_t* idx,
                       const floating* dense, const floating* target, floating* aux_ws,
-                      int64_t* aux_idx, double kl_scale) noexcept nogil:
+                      int64_t* aux_idx, double kl_scale, Py_ssize_t norm_rows) noexcept nogil:
     """Gradients of all layers from the output delta in delta_a.
 
     Returns the weight penalty value (L2 / 2 * sum W^2 + L1 * sum |W|) so the
@@ -745,7 +799,8 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
     given). Code-layer penalties (L1 activity, KL sparsity) add their gradient
     where the delta reaches the code block. A VAE's decoder reads the z block;
     the delta of z goes back through the sampling step (and kl_scale * KL) to
-    the stats block.
+    the stats block. Penalties on the code average over `norm_rows`, the
+    rows of the whole batch (`rows` may be one thread's part of it).
     """
     cdef Py_ssize_t l, i, j, n_in, n_out, nw
     cdef Py_ssize_t cb = s.reg.code_block
@@ -808,13 +863,14 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
                                          d_next, d, rows, nl, kl_scale)
                 continue
             if l == cb and (s.reg.sparsity == SP_L1 or s.reg.sparsity == SP_KL):
-                _add_code_penalty_grad(s, h, d_next, rows, n_in)
+                _add_code_penalty_grad(s, h, d_next, rows, n_in, norm_rows)
             _mul_derivative(d_next, h, rows * n_in, <int>s.acts[l - 1],
                             <floating>s.leaky_slope)
             if sparse_input and dense != NULL:
                 penalty += _auxk(s, dense, target, ws + _block_offset(s, s.n_layers, stride),
                                  s.loss == LOSS_BCE, w, gw, d_next, rows, n_in, n_out,
-                                 aux_ws, aux_ws + n_in, aux_idx, aux_ws + n_in + s.reg.aux_k)
+                                 aux_ws, aux_ws + n_in, aux_idx, aux_ws + n_in + s.reg.aux_k,
+                                 norm_rows)
             tmp = d
             d = d_next
             d_next = tmp
@@ -1041,16 +1097,91 @@ cdef Py_ssize_t _max_width(const Spec* s) noexcept nogil:
     return m
 
 
-def workspace_sizes(const int64_t[::1] sizes, Py_ssize_t batch_size, Py_ssize_t n_latent=0):
+cdef inline Py_ssize_t _aligned(Py_ssize_t n) noexcept nogil:
+    """n rounded up to a multiple of 16 elements (64-byte aligned parts)."""
+    return (n + 15) // 16 * 16
+
+
+def workspace_sizes(const int64_t[::1] sizes, Py_ssize_t batch_size, Py_ssize_t n_latent=0,
+                    int n_threads=1):
     """Lengths of the activation and delta workspaces for `batch_size` rows.
 
     A VAE (`n_latent` > 0) also keeps z and eps, n_latent values per row each.
+    With `n_threads` > 1: the workspaces of a data-parallel training step,
+    one 64-byte aligned part of ceil(batch_size / n_threads) rows per thread.
     """
     cdef Py_ssize_t total = 2 * n_latent, m = 0, l
+    cdef Py_ssize_t P = max(1, min(n_threads, batch_size))
+    cdef Py_ssize_t rows = (batch_size + P - 1) // P
     for l in range(sizes.shape[0]):
         total += sizes[l]
         m = max(m, sizes[l])
-    return total * batch_size, 2 * m * batch_size
+    if P == 1:
+        return total * batch_size, 2 * m * batch_size
+    return P * _aligned(total * rows), P * _aligned(2 * m * rows)
+
+
+cdef double _part_forward(const Spec* s, const floating* X, Py_ssize_t n_features,
+                          const int64_t* rows_index, Py_ssize_t rows, floating* clean,
+                          const uint64_t* words, const floating* params, floating* ws,
+                          Py_ssize_t stride,
+                          Py_ssize_t k, int64_t* idx, floating* values, int64_t* fired,
+                          int64_t* since_fired, floating* dense, bitgen_t* rng,
+                          bint eps_ready) noexcept nogil:
+    """Forward pass of one thread's part of a batch; returns its summed VAE KL.
+
+    The part's rows of X are gathered into the input block, or with `words`
+    (the corruption's random words for the part) into `clean`, and the input
+    block gets their corrupted copy.
+    """
+    if rows == 0:
+        return 0.0
+    if words != NULL:
+        _gather(X, n_features, rows_index, rows, clean)
+        _corrupt(s.reg, clean, ws, rows * n_features, words)
+    else:
+        _gather(X, n_features, rows_index, rows, ws)
+    return _forward(s, params, ws, stride, rows, 0, s.n_layers, s.loss == LOSS_BCE, k,
+                    idx, values, fired, since_fired, dense, rng, NULL, eps_ready)
+
+
+cdef double _part_backward(const Spec* s, const floating* params, floating* grads,
+                           floating* ws, floating* delta, Py_ssize_t delta_half,
+                           Py_ssize_t stride, Py_ssize_t rows, const floating* target,
+                           double loss_scale, double weight_decay, double weight_l1,
+                           Py_ssize_t k, const int64_t* idx, const floating* dense,
+                           floating* aux_ws, int64_t* aux_idx, double kl_scale,
+                           Py_ssize_t norm_rows, double* data_loss) noexcept nogil:
+    """Loss, delta and gradients (into `grads`) of one thread's part of a batch.
+
+    `data_loss` gets the part's summed loss; returns the penalties computed in
+    the backward pass (weight penalty, AuxK). A part with a non-finite loss
+    skips its backward pass (the step is abandoned anyway).
+    """
+    cdef Py_ssize_t n_out = s.sizes[s.n_layers]
+    cdef floating* out = ws + _block_offset(s, s.n_layers, stride)
+    data_loss[0] = 0.0
+    if rows == 0:
+        return 0.0
+    data_loss[0] = _loss_and_delta(s, out, target, delta, rows, n_out, loss_scale, NULL,
+                                   params, grads)
+    if not isfinite(data_loss[0]):
+        return 0.0
+    return _backward(s, params, grads, ws, delta, delta + delta_half, stride, rows,
+                     weight_decay, weight_l1, k, idx, dense, target, aux_ws, aux_idx,
+                     kl_scale, norm_rows)
+
+
+cdef bint _sum_gradients(floating* grads, const floating* part_grads, Py_ssize_t n_parts,
+                         Py_ssize_t n_params, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """grads[lo:hi] += the other parts' gradients there; whether the sum is finite."""
+    cdef Py_ssize_t p, j
+    cdef const floating* g
+    for p in range(n_parts):
+        g = part_grads + p * n_params
+        for j in range(lo, hi):
+            grads[j] += g[j]
+    return _all_finite(grads + lo, hi - lo)
 
 
 def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
@@ -1063,7 +1194,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                   floating[::1] ws, floating[::1] delta_ws, floating[::1] target_ws,
                   int optimizer, double lr, double beta1, double beta2, double eps,
                   double momentum, double weight_decay, double weight_l1,
-                  int64_t t, double[::1] batch_losses):
+                  int64_t t, double[::1] batch_losses, int n_threads=1,
+                  floating[::1] part_grads=None):
     """Train on the batches order[start:stop] in steps of `batch_size` rows.
 
     Each step gathers its rows of X through `order` (into `target_ws` when the
@@ -1071,6 +1203,18 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     loss, code penalties, backward and the optimizer update. batch_losses[i]
     receives the mean loss (plus penalties) of step i. Returns (steps_done,
     status); on a non-finite loss or gradient the failing step is not applied.
+
+    With `n_threads` > 1 every step is data-parallel: each OpenMP thread runs
+    forward and backward on its contiguous part of the batch (through its own
+    workspaces and gradient buffer; BLAS should then run on one thread), and
+    the threads then sum the gradients and apply the optimizer over disjoint
+    ranges of the parameters. Serial phases between them draw the random
+    numbers (corruption, VAE noise) in batch order, merge the TopK firing
+    counts and finish the code penalties, so the result is the one-thread
+    step's up to the order of the floating-point sums. `ws` and `delta_ws`
+    then have the sizes `workspace_sizes(..., n_threads)` gives, and
+    `part_grads` (allocated when None) holds (n_threads - 1) * n_params
+    gradient values.
     """
     cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope, reg)
     cdef OptConfig o
@@ -1078,25 +1222,17 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     cdef Py_ssize_t n_out = sizes[sizes.shape[0] - 1]
     cdef Py_ssize_t n_params = params.shape[0]
     cdef Py_ssize_t need_ws, need_delta, pos, rows, steps = 0, n_steps
-    cdef Py_ssize_t cb = s.reg.code_block, k = s.reg.k, width
-    cdef floating* out
-    cdef floating* target
-    cdef floating* code
-    cdef double data_loss, penalty, kl, norm
+    cdef Py_ssize_t cb = s.reg.code_block, k = s.reg.k, j, p
+    cdef double data_loss, penalty, kl, norm, code_sum
     cdef int status = ST_OK
     cdef bint corrupt = s.reg.corruption != CO_NONE
-    cdef int64_t[::1] idx = np.zeros(max(batch_size * k, 1), dtype=np.int64)
-    cdef floating[::1] values = np.zeros(max(k, 1), dtype=np.asarray(params).dtype)
-    # AuxK: the dense code, and per-row scratch (candidates, values, residual)
-    cdef Py_ssize_t aux_k = s.reg.aux_k, j
+    cdef object dtype = np.asarray(params).dtype
+    cdef Py_ssize_t aux_k = s.reg.aux_k
     cdef Py_ssize_t n_code = sizes[cb] if cb > 0 else 1
-    cdef floating[::1] dense = np.zeros(max(batch_size * n_code, 1) if aux_k else 1,
-                                        dtype=np.asarray(params).dtype)
-    cdef floating[::1] aux_ws = np.zeros(n_code + aux_k + n_out, dtype=np.asarray(params).dtype)
-    cdef int64_t[::1] aux_idx = np.zeros(max(aux_k, 1), dtype=np.int64)
-    cdef floating* dense_ptr = &dense[0] if aux_k else NULL
-    cdef uint64_t[::1] words = np.zeros(
-        (batch_size * n_features + 1) // 2 + 1 if corrupt else 1, dtype=np.uint64)
+    cdef Py_ssize_t nl = s.reg.n_latent
+    # Parts: thread p trains rows [p * part, p * part + part_rows[p]) of a batch.
+    cdef int P = max(1, min(n_threads, batch_size))
+    cdef Py_ssize_t chunk = (batch_size + P - 1) // P, part, n_parts
     if n_features != sizes[0] or n_out != n_features:
         raise ValueError("X has %d features, the network expects %d in and %d out"
                          % (n_features, sizes[0], n_out))
@@ -1104,7 +1240,7 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
         raise ValueError("batch range out of the index")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    need_ws, need_delta = workspace_sizes(sizes, batch_size, s.reg.n_latent)
+    need_ws, need_delta = workspace_sizes(sizes, batch_size, nl, P)
     if ws.shape[0] < need_ws or delta_ws.shape[0] < need_delta:
         raise ValueError("workspace too small")
     if s.reg.gaussian and s.reg.rng == NULL:
@@ -1122,6 +1258,42 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     for pos in range(start, stop):
         if order[pos] < 0 or order[pos] >= X.shape[0]:
             raise IndexError("order holds an index outside X")
+    # Per-part buffers, laid out part after part.
+    cdef Py_ssize_t ws_len = 0, delta_len = 0, delta_half = batch_size * _max_width(&s)
+    if P > 1:
+        ws_len = need_ws // P
+        delta_len = need_delta // P
+        delta_half = delta_len // 2
+    if part_grads is None:
+        part_grads = np.zeros(max((P - 1) * n_params, 1), dtype=dtype)
+    elif part_grads.shape[0] < (P - 1) * n_params:
+        raise ValueError("part_grads too short")
+    cdef int64_t[::1] idx = np.zeros(max(P * chunk * k, 1), dtype=np.int64)
+    cdef floating[::1] values = np.zeros(P * max(k, 1), dtype=dtype)
+    # TopK firing counts per part (merged after the forward pass when P > 1)
+    cdef int64_t[::1] part_fired = np.zeros(P * n_code if (k > 0 and P > 1) else 1,
+                                            dtype=np.int64)
+    # AuxK: the dense code, and per-row scratch (candidates, values, residual)
+    cdef Py_ssize_t aux_len = n_code + aux_k + n_out
+    cdef floating[::1] dense = np.zeros(max(P * chunk * n_code, 1) if aux_k else 1, dtype=dtype)
+    cdef floating[::1] aux_ws = np.zeros(P * aux_len, dtype=dtype)
+    cdef int64_t[::1] aux_idx = np.zeros(P * max(aux_k, 1), dtype=np.int64)
+    # corruption: each part's random words (drawn in batch order, used in parallel)
+    cdef Py_ssize_t words_len = (chunk * n_features + 1) // 2 + 1
+    cdef uint64_t[::1] words = np.zeros(P * words_len if corrupt else 1, dtype=np.uint64)
+    cdef double[::1] part_kl = np.zeros(P)
+    cdef double[::1] part_loss = np.zeros(P)
+    cdef double[::1] part_penalty = np.zeros(P)
+    cdef int[::1] part_finite = np.zeros(P, dtype=np.intc)
+    cdef Py_ssize_t[::1] param_lo = np.zeros(P + 1, dtype=np.intp)
+    for p in range(P + 1):
+        param_lo[p] = min(n_params, _aligned(n_params * p // P)) if p < P else n_params
+    cdef floating* wsp
+    cdef floating* target
+    cdef int64_t* fired_p
+    cdef int64_t* since_fired_p
+    cdef floating* dense_p
+    cdef bitgen_t* rng_p
     o.kind = optimizer
     o.lr = lr
     o.beta1 = beta1
@@ -1135,42 +1307,104 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
         pos = start
         while pos < stop:
             rows = min(batch_size, stop - pos)
+            part = (rows + P - 1) // P
+            n_parts = (rows + part - 1) // part
+            # Serial: the random draws, in batch order.
             if corrupt:
-                target = &target_ws[0]
-                _gather(&X[0, 0], n_features, &order[pos], rows, target)
-                _corrupt(s.reg, target, &ws[0], rows * n_features, &words[0])
-            else:
-                target = &ws[0]
-                _gather(&X[0, 0], n_features, &order[pos], rows, target)
+                for p in range(n_parts):
+                    _draw_corruption_words(s.reg, min(part, rows - p * part) * n_features,
+                                           &words[0] + p * words_len)
+            if s.reg.gaussian and P > 1:
+                for p in range(n_parts):
+                    _draw_eps(&ws[0] + p * ws_len + _z_offset(&s, chunk) + chunk * nl,
+                              min(part, rows - p * part) * nl, s.reg.rng)
             if k > 0:
                 for j in range(n_code):
                     s.reg.since_fired[j] += rows
-            kl = _forward(&s, &params[0], &ws[0], batch_size, rows, 0, s.n_layers,
-                          s.loss == LOSS_BCE, k, &idx[0], &values[0], s.reg.fired, dense_ptr,
-                          s.reg.rng, NULL)
-            out = &ws[0] + _block_offset(&s, s.n_layers, batch_size)
+                if P > 1:
+                    memset(&part_fired[0], 0, P * n_code * sizeof(int64_t))
+            # Parallel: the forward pass of each part.
+            for p in prange(n_parts, num_threads=P, schedule="static", chunksize=1,
+                            use_threads_if=n_parts > 1):
+                if P > 1:
+                    fired_p = &part_fired[0] + p * n_code if k > 0 else NULL
+                    since_fired_p = NULL
+                    rng_p = NULL
+                else:
+                    fired_p = s.reg.fired if k > 0 else NULL
+                    since_fired_p = s.reg.since_fired if k > 0 else NULL
+                    rng_p = s.reg.rng if s.reg.gaussian else NULL
+                part_kl[p] = _part_forward(
+                    &s, &X[0, 0], n_features, &order[pos + p * part],
+                    min(part, rows - p * part), &target_ws[0] + p * part * n_features,
+                    &words[0] + p * words_len if corrupt else NULL, &params[0],
+                    &ws[0] + p * ws_len, chunk, k, &idx[0] + p * chunk * k,
+                    &values[0] + p * max(k, 1), fired_p, since_fired_p,
+                    &dense[0] + p * chunk * n_code if aux_k else NULL, rng_p,
+                    s.reg.gaussian and P > 1)
+            # Serial: merge the firing counts, finish the code penalty.
+            kl = 0.0
+            for p in range(n_parts):
+                kl += part_kl[p]
+            if k > 0 and P > 1:
+                for p in range(n_parts):
+                    for j in range(n_code):
+                        if part_fired[p * n_code + j]:
+                            s.reg.fired[j] += part_fired[p * n_code + j]
+                            s.reg.since_fired[j] = 0
+            code_sum = 0.0
+            if cb > 0 and (s.reg.sparsity == SP_L1 or s.reg.sparsity == SP_KL):
+                if s.reg.sparsity == SP_KL:
+                    for j in range(n_code):
+                        s.reg.rho[j] = 0.0
+                for p in range(n_parts):
+                    code_sum += _code_penalty_sum(
+                        &s, &ws[0] + p * ws_len + _block_offset(&s, cb, chunk),
+                        min(part, rows - p * part), n_code)
+                code_sum = _code_penalty_finish(&s, code_sum, rows, n_code)
             # An autoencoder's loss is a mean over samples and features; a VAE's
             # negative ELBO sums over features and averages over samples.
             norm = rows if s.reg.gaussian else rows * n_out
-            data_loss = _loss_and_delta(&s, out, target, &delta_ws[0], rows, n_out,
-                                        1.0 / norm, NULL, &params[0], &grads[0])
-            data_loss = (data_loss + s.reg.kl_weight * kl) / norm
-            if cb > 0 and (s.reg.sparsity == SP_L1 or s.reg.sparsity == SP_KL):
-                width = s.sizes[cb]
-                code = &ws[0] + _block_offset(&s, cb, batch_size)
-                data_loss += _code_penalty(&s, code, rows, width)
+            # Parallel: loss, delta and gradients of each part (the weight
+            # penalty, on the parameters, once: in part 0).
+            for p in prange(n_parts, num_threads=P, schedule="static", chunksize=1,
+                            use_threads_if=n_parts > 1):
+                wsp = &ws[0] + p * ws_len
+                target = (&target_ws[0] + p * part * n_features) if corrupt else wsp
+                part_penalty[p] = _part_backward(
+                    &s, &params[0], &grads[0] if p == 0 else &part_grads[0] + (p - 1) * n_params,
+                    wsp, &delta_ws[0] + p * delta_len, delta_half, chunk,
+                    min(part, rows - p * part), target, 1.0 / norm,
+                    weight_decay if p == 0 else 0.0, weight_l1 if p == 0 else 0.0, k,
+                    &idx[0] + p * chunk * k,
+                    &dense[0] + p * chunk * n_code if aux_k else NULL,
+                    &aux_ws[0] + p * aux_len, &aux_idx[0] + p * max(aux_k, 1),
+                    s.reg.kl_weight / rows, rows, &part_loss[p])
+            data_loss = 0.0
+            penalty = 0.0
+            for p in range(n_parts):
+                data_loss += part_loss[p]
+                penalty += part_penalty[p]
+            data_loss = (data_loss + s.reg.kl_weight * kl) / norm + code_sum
             if not isfinite(data_loss):
                 status = ST_NONFINITE_LOSS
                 break
-            penalty = _backward(&s, &params[0], &grads[0], &ws[0], &delta_ws[0],
-                                &delta_ws[0] + batch_size * _max_width(&s),
-                                batch_size, rows, weight_decay, weight_l1, k, &idx[0],
-                                dense_ptr, target, &aux_ws[0], &aux_idx[0],
-                                s.reg.kl_weight / rows)
-            if not _all_finite(&grads[0], n_params):
-                status = ST_NONFINITE_GRAD
+            # Parallel over parameter ranges: sum the parts' gradients, check
+            # them, then (after every range is known finite) update.
+            for p in prange(P, num_threads=P, schedule="static", chunksize=1,
+                            use_threads_if=P > 1):
+                part_finite[p] = _sum_gradients(&grads[0], &part_grads[0], n_parts - 1,
+                                                n_params, param_lo[p], param_lo[p + 1])
+            for p in range(P):
+                if not part_finite[p]:
+                    status = ST_NONFINITE_GRAD
+            if status != ST_OK:
                 break
-            _optimizer_update(&o, &params[0], &grads[0], &state1[0], &state2[0], n_params)
+            for p in prange(P, num_threads=P, schedule="static", chunksize=1,
+                            use_threads_if=P > 1):
+                _optimizer_update(&o, &params[0] + param_lo[p], &grads[0] + param_lo[p],
+                                  &state1[0] + param_lo[p], &state2[0] + param_lo[p],
+                                  param_lo[p + 1] - param_lo[p])
             if s.reg.normalize_decoder:
                 _normalize_rows(&params[0] + s.w_off[cb], s.sizes[cb], s.sizes[cb + 1])
             o.t += 1
@@ -1225,7 +1459,7 @@ def forward_rows(const floating[:, ::1] X, const int64_t[::1] index,
                 _gather(&X[0, 0], d_in, &index[pos], rows,
                         &ws[0] + _block_offset(&s, first, block_rows))
             _forward(&s, &params[0], &ws[0], block_rows, rows, first, last, False,
-                     k, &idx[0], &values[0], NULL, NULL, NULL, NULL)
+                     k, &idx[0], &values[0], NULL, NULL, NULL, NULL, NULL)
             res = &ws[0] + _block_offset(&s, last, block_rows)
             memcpy(&out[pos, 0], res, rows * d_out * sizeof(floating))
             pos += rows
@@ -1267,7 +1501,7 @@ def row_losses(const floating[:, ::1] X, const int64_t[::1] index,
             rows = min(block_rows, n - pos)
             _gather(&X[0, 0], d, &index[pos], rows, &ws[0])
             _forward(&s, &params[0], &ws[0], block_rows, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE, k, &idx[0], &values[0], NULL, NULL, NULL, NULL)
+                     s.loss == LOSS_BCE, k, &idx[0], &values[0], NULL, NULL, NULL, NULL, NULL)
             res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
             _loss_and_delta(&s, res, &ws[0], NULL, rows, d, 1.0, &out[pos], &params[0], NULL)
             for i in range(rows):
@@ -1285,6 +1519,7 @@ def corrupt(const floating[::1] clean, floating[::1] out, Regularization reg):
         return
     cdef uint64_t[::1] words = np.zeros((clean.shape[0] + 1) // 2 + 1, dtype=np.uint64)
     with nogil:
+        _draw_corruption_words(&reg.reg, clean.shape[0], &words[0])
         _corrupt(&reg.reg, &clean[0], &out[0], clean.shape[0], &words[0])
 
 
@@ -1326,7 +1561,7 @@ def vae_rows(const floating[:, ::1] X, const int64_t[::1] index,
             rows = min(block_rows, n - pos)
             _gather(&X[0, 0], d, &index[pos], rows, &ws[0])
             _forward(&s, &params[0], &ws[0], block_rows, rows, 0, s.n_layers,
-                     s.loss == LOSS_BCE, 0, NULL, NULL, NULL, NULL, rng, &kl_out[pos])
+                     s.loss == LOSS_BCE, 0, NULL, NULL, NULL, NULL, NULL, rng, &kl_out[pos])
             res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
             _loss_and_delta(&s, res, &ws[0], NULL, rows, d, 1.0, &rec_out[pos], &params[0],
                             NULL)
@@ -1373,7 +1608,7 @@ def decode_losses(const floating[:, ::1] Z, const floating[:, ::1] X,
             target = &ws[0]
             _gather(&X[0, 0], d, &x_index[pos], rows, target)
             _forward(&s, &params[0], &ws[0], block_rows, rows, cb, s.n_layers,
-                     s.loss == LOSS_BCE, 0, NULL, NULL, NULL, NULL, NULL, NULL)
+                     s.loss == LOSS_BCE, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
             res = &ws[0] + _block_offset(&s, s.n_layers, block_rows)
             _loss_and_delta(&s, res, target, NULL, rows, d, 1.0, &out[pos], &params[0], NULL)
             pos += rows

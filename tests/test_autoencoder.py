@@ -128,9 +128,9 @@ def test_memmap_is_used_in_place(tmp_path, digits, monkeypatch):
     seen = []
     original = backends.CPUBackend.train_batches
 
-    def spy(self, X, *args):
+    def spy(self, X, *args, **kwargs):
         seen.append(np.shares_memory(X, mm))
-        return original(self, X, *args)
+        return original(self, X, *args, **kwargs)
 
     monkeypatch.setattr(backends.CPUBackend, "train_batches", spy)
     ae = small(max_epochs=1).fit(mm)
@@ -152,11 +152,11 @@ def test_keyboard_interrupt_leaves_usable_model(digits, monkeypatch):
     calls = []
     original = backends.CPUBackend.train_batches
 
-    def interrupt_on_third(self, *args):
+    def interrupt_on_third(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(backends.CPUBackend, "train_batches", interrupt_on_third)
     ae = small(max_epochs=50)

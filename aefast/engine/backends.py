@@ -13,7 +13,7 @@ from .losses import LOSS_CODES
 INFERENCE_BLOCK_ROWS = 1024
 # Aim for about this many flops per compiled call: few enough Python calls to
 # be free, short enough that Ctrl-C and verbose output stay responsive.
-FLOPS_PER_CALL = 5e8
+FLOPS_PER_CALL = 2e9
 
 
 class CPUBackend:
@@ -35,32 +35,39 @@ class CPUBackend:
         self.regularization = regularization
         self._workspaces = {}
 
-    def _workspace(self, rows):
-        if rows not in self._workspaces:
-            n_ws, n_delta = _network.workspace_sizes(self.network.sizes, rows,
-                                                     self.network.n_latent)
-            dtype = self.network.dtype
+    def _workspace(self, rows, workers=1):
+        """(activations, deltas, clean batch, other threads' gradients) for steps of ``rows``."""
+        key = (rows, workers)
+        if key not in self._workspaces:
+            net = self.network
+            n_ws, n_delta = _network.workspace_sizes(net.sizes, rows, net.n_latent, workers)
+            dtype = net.dtype
             # The clean batch, when the network sees a corrupted copy.
-            target = np.empty(rows * int(self.network.sizes[0]), dtype)
-            self._workspaces[rows] = (np.empty(n_ws, dtype), np.empty(n_delta, dtype), target)
-        return self._workspaces[rows]
+            target = np.empty(rows * int(net.sizes[0]), dtype)
+            part_grads = np.zeros(max(workers - 1, 0) * net.params.shape[0], dtype)
+            self._workspaces[key] = (np.empty(n_ws, dtype), np.empty(n_delta, dtype), target,
+                                     part_grads)
+        return self._workspaces[key]
 
     def steps_per_call(self, batch_size):
         n_weights = int(np.sum(self.network.sizes[:-1] * self.network.sizes[1:]))
         return int(np.clip(FLOPS_PER_CALL / (6.0 * batch_size * n_weights), 1, 1024))
 
     def train_batches(self, X, order, start, stop, batch_size, optimizer, state, grads,
-                      weight_decay, weight_l1, batch_losses):
-        """Run the training steps over ``order[start:stop]``; see ``_network.train_batches``."""
+                      weight_decay, weight_l1, batch_losses, workers=1):
+        """Run the training steps over ``order[start:stop]``; see ``_network.train_batches``.
+
+        ``workers`` > 1 makes each step data-parallel over that many threads.
+        """
         net = self.network
-        ws, delta, target = self._workspace(batch_size)
+        ws, delta, target, part_grads = self._workspace(batch_size, workers)
         steps, status = _network.train_batches(
             X, order, start, stop, batch_size, *net.spec(), self.loss_code, net.leaky_slope,
             self.regularization, net.params, grads, state.state1, state.state2, ws, delta,
             target,
             optimizer.code, optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2,
             optimizer.epsilon, optimizer.momentum, weight_decay, weight_l1, state.t,
-            batch_losses)
+            batch_losses, workers, part_grads)
         state.t += steps
         return steps, status
 

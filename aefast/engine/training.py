@@ -74,8 +74,9 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
         Called with the number of epochs done so far before each epoch (a
         VAE's KL warm-up sets its weight there).
     thread_chooser : aefast.engine.threads.ThreadChooser or None
-        Runs each compiled call under the BLAS thread setting it finds
-        fastest (None: the caller's setting).
+        Runs each compiled call under the thread setting (BLAS threads,
+        data-parallel workers) it finds fastest (None: serial steps under
+        the caller's BLAS setting).
 
     Raises
     ------
@@ -117,10 +118,10 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
                 # (a huge learning rate); the next step then fails on its loss. This
                 # copy (one per call of many steps) is what the model falls back to.
                 checkpoint = network.params.copy()
-                def call():
+                def call(workers=1):
                     return backend.train_batches(
                         X, order, start, stop, batch_size, optimizer, state, grads,
-                        config.weight_decay, config.weight_l1, batch_losses)
+                        config.weight_decay, config.weight_l1, batch_losses, workers=workers)
                 steps, status = call() if thread_chooser is None else thread_chooser.run(call)
                 epoch_loss += float(batch_losses[:steps] @ batch_rows[done:done + steps])
                 done += steps

@@ -12,7 +12,8 @@ from ..engine.network import Network, check_activation
 from ..engine.optimizers import Optimizer, OptimizerState
 from ..engine.regularizers import (check_corruption, check_sparsity, make_regularization,
                                    part_from_dict)
-from ..engine.threads import ThreadChooser, blas_threads, needs_chooser, threads_for_step
+from ..engine.threads import (ThreadChooser, blas_threads, step_thread_options,
+                              threads_for_step)
 from ..engine.training import History, TrainingConfig, split_validation, train
 from ._random import as_generator
 from ._validation import (check_device, check_dtype, check_float, check_int,
@@ -92,14 +93,17 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         Floating type of the parameters and computations; inputs are converted.
     device : {"cpu", "auto", "cuda"}, default="cpu"
     n_jobs : int or None, default=None
-        BLAS threads during fit and inference. None: one thread for steps
-        whose largest GEMM is under 2**24 multiply-adds (batch x layer
-        weights; OpenBLAS threads on such small products slow down many-fold
-        when another process shares the cores); for steps up to 2**27 ``fit``
-        times BLAS's own setting against one thread on a few calls and keeps
-        the faster, re-checking periodically; larger steps use BLAS as
-        configured (see ``aefast.engine.threads``).
-        -1: BLAS as configured. A positive value: that many threads.
+        Threads of fit and inference. None: a training step whose largest
+        GEMM is under 2**20 multiply-adds (batch x layer weights) runs on one
+        thread; larger steps are data-parallel over as many threads as BLAS
+        is configured for (each thread trains its part of the batch), and
+        ``fit`` times that on a few calls against one thread (up to 2**27)
+        or BLAS's own threads (beyond), keeps the faster and re-checks
+        periodically, since threads that wait on each other slow down
+        many-fold when another process shares the cores. Inference runs BLAS
+        on one thread below 2**24 (see ``aefast.engine.threads``).
+        -1: BLAS as configured, serial steps. A positive value: that many
+        threads.
     random_state : int, numpy.random.Generator or None
         Seeds initialisation, shuffling and the validation split.
     verbose : bool, default=False
@@ -288,12 +292,14 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         regularization = self._regularization(self.corruption, self._noise_rng)
         backend = get_backend(self.device_, self.network_, self.loss_, regularization)
         rows = config.batch_size * config.repeat
-        threads = threads_for_step(self.n_jobs, self.network_, rows)
-        # Mid-sized steps: time BLAS's own setting against one thread as we go.
-        chooser = (ThreadChooser([None, 1]) if needs_chooser(self.n_jobs, self.network_, rows)
-                   else None)
+        # Serial or data-parallel steps, BLAS threads: timed as we go when in doubt.
+        options = step_thread_options(self.n_jobs, self.network_, rows)
+        chooser = getattr(self, "_thread_chooser", None)
+        if chooser is None or chooser.options != options:
+            # kept across partial_fit calls: its timings stay valid
+            chooser = self._thread_chooser = ThreadChooser(options)
         try:
-            with blas_threads(threads):
+            with blas_threads(options[0].blas if len(options) == 1 else None):
                 train(backend, self._make_optimizer(), self._optimizer_state, X, train_idx,
                       val_idx, config, rng, self._history, n_epochs=n_epochs,
                       before_epoch=self._epoch_hook(regularization), thread_chooser=chooser)
