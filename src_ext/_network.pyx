@@ -1174,14 +1174,21 @@ cdef double _part_backward(const Spec* s, const floating* params, floating* grad
 
 cdef bint _sum_gradients(floating* grads, const floating* part_grads, Py_ssize_t n_parts,
                          Py_ssize_t n_params, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """grads[lo:hi] += the other parts' gradients there; whether the sum is finite."""
-    cdef Py_ssize_t p, j
+    """grads[lo:hi] += the other parts' gradients there; whether the sum is finite.
+
+    Block by block, so the check reads what the sum just wrote from L1.
+    """
+    cdef Py_ssize_t p, j, b, stop
     cdef const floating* g
-    for p in range(n_parts):
-        g = part_grads + p * n_params
-        for j in range(lo, hi):
-            grads[j] += g[j]
-    return _all_finite(grads + lo, hi - lo)
+    cdef bint finite = True
+    for b in range(lo, hi, 2048):
+        stop = min(b + 2048, hi)
+        for p in range(n_parts):
+            g = part_grads + p * n_params
+            for j in range(b, stop):
+                grads[j] += g[j]
+        finite = finite and _all_finite(grads + b, stop - b)
+    return finite
 
 
 def train_batches(const floating[:, ::1] X, const int64_t[::1] order,

@@ -86,6 +86,7 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
     """
     network = backend.network
     grads = np.zeros_like(network.params)
+    checkpoint = np.empty_like(network.params)  # reused: fresh pages per call cost page faults
     repeat = int(config.repeat)
     n_train = train_idx.shape[0] * repeat
     batch_size = config.batch_size * repeat
@@ -117,7 +118,7 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
                 # A finite gradient can still overflow the parameters in its update
                 # (a huge learning rate); the next step then fails on its loss. This
                 # copy (one per call of many steps) is what the model falls back to.
-                checkpoint = network.params.copy()
+                np.copyto(checkpoint, network.params)
                 def call(workers=1):
                     return backend.train_batches(
                         X, order, start, stop, batch_size, optimizer, state, grads,
