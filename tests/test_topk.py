@@ -83,6 +83,7 @@ def test_wide_rows_all_paths(dtype, k):
     X[3] = np.sort(X[3])  # increasing: every element is an insertion
     X[4] = np.sort(X[4])[::-1]
     X[5, ::2] = X[5, 0]  # heavy ties with a wide row
+    X[6, :700] = np.sort(X[6, :700])  # a few full candidate buffers, then random
     check(X, k, n_jobs=2)
 
 
