@@ -786,12 +786,43 @@ cdef double _auxk(const Spec* s, const floating* dense, const floating* target,
     return r.aux_weight * total / (norm_rows * d)
 
 
+cdef void _topk_weight_grad(const floating* h, const floating* d, Py_ssize_t rows,
+                            Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t k,
+                            const int64_t* idx, floating* dv, floating* gw) noexcept nogil:
+    """gw (n_in x n_out) <- h^T d for a delta that is zero outside each row's k units.
+
+    The weight gradient of the layer that produces a TopK code: the dense
+    GEMM would spend n_out / k times the work on zeros. `dv` (rows * k
+    scratch) receives the selected deltas; each row of gw (one input feature,
+    n_out values) is zeroed and accumulated while it sits in L1.
+    """
+    cdef Py_ssize_t i, t, f
+    cdef floating hf
+    cdef floating* grow
+    cdef const int64_t* ri
+    cdef const floating* rv
+    for i in range(rows):
+        for t in range(k):
+            dv[i * k + t] = d[i * n_out + idx[i * k + t]]
+    for f in range(n_in):
+        grow = gw + f * n_out
+        memset(grow, 0, n_out * sizeof(floating))
+        for i in range(rows):
+            hf = h[i * n_in + f]
+            if hf != 0:
+                ri = idx + i * k
+                rv = dv + i * k
+                for t in range(k):
+                    grow[ri[t]] += hf * rv[t]
+
+
 cdef double _backward(const Spec* s, const floating* params, floating* grads,
                       const floating* ws, floating* delta_a, floating* delta_b,
                       Py_ssize_t stride, Py_ssize_t rows, double weight_decay,
                       double weight_l1, Py_ssize_t topk, const int64_t* idx,
                       const floating* dense, const floating* target, floating* aux_ws,
-                      int64_t* aux_idx, double kl_scale, Py_ssize_t norm_rows) noexcept nogil:
+                      int64_t* aux_idx, double kl_scale, Py_ssize_t norm_rows,
+                      floating* code_delta) noexcept nogil:
     """Gradients of all layers from the output delta in delta_a.
 
     Returns the weight penalty value (L2 / 2 * sum W^2 + L1 * sum |W|) so the
@@ -800,7 +831,10 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
     where the delta reaches the code block. A VAE's decoder reads the z block;
     the delta of z goes back through the sampling step (and kl_scale * KL) to
     the stats block. Penalties on the code average over `norm_rows`, the
-    rows of the whole batch (`rows` may be one thread's part of it).
+    rows of the whole batch (`rows` may be one thread's part of it). With
+    TopK (and no AuxK, whose gradient reaches unselected units) the layer
+    producing the code gets its weight gradient from the k selected units
+    only (_topk_weight_grad, `code_delta`: rows * topk scratch).
     """
     cdef Py_ssize_t l, i, j, n_in, n_out, nw
     cdef Py_ssize_t cb = s.reg.code_block
@@ -829,6 +863,8 @@ cdef double _backward(const Spec* s, const floating* params, floating* grads,
         sparse_input = topk > 0 and l == cb
         if sparse_input:
             _sparse_decode_backward(h, d_next, rows, n_in, topk, idx, w, gw, d, n_out)
+        elif topk > 0 and l + 1 == cb and dense == NULL and code_delta != NULL:
+            _topk_weight_grad(h, d, rows, n_in, n_out, topk, idx, code_delta, gw)
         else:
             # dW^T (n_out x n_in) = dZ^T (n_out x rows) @ H (rows x n_in)
             _gemm(TR_N, TR_T, <int>n_out, <int>n_in, <int>rows, <floating>1.0,
@@ -1151,7 +1187,8 @@ cdef double _part_backward(const Spec* s, const floating* params, floating* grad
                            double loss_scale, double weight_decay, double weight_l1,
                            Py_ssize_t k, const int64_t* idx, const floating* dense,
                            floating* aux_ws, int64_t* aux_idx, double kl_scale,
-                           Py_ssize_t norm_rows, double* data_loss) noexcept nogil:
+                           Py_ssize_t norm_rows, floating* code_delta,
+                           double* data_loss) noexcept nogil:
     """Loss, delta and gradients (into `grads`) of one thread's part of a batch.
 
     `data_loss` gets the part's summed loss; returns the penalties computed in
@@ -1169,7 +1206,7 @@ cdef double _part_backward(const Spec* s, const floating* params, floating* grad
         return 0.0
     return _backward(s, params, grads, ws, delta, delta + delta_half, stride, rows,
                      weight_decay, weight_l1, k, idx, dense, target, aux_ws, aux_idx,
-                     kl_scale, norm_rows)
+                     kl_scale, norm_rows, code_delta)
 
 
 cdef bint _sum_gradients(floating* grads, const floating* part_grads, Py_ssize_t n_parts,
@@ -1276,6 +1313,7 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     elif part_grads.shape[0] < (P - 1) * n_params:
         raise ValueError("part_grads too short")
     cdef int64_t[::1] idx = np.zeros(max(P * chunk * k, 1), dtype=np.int64)
+    cdef floating[::1] code_delta = np.zeros(max(P * chunk * k, 1), dtype=dtype)
     cdef floating[::1] values = np.zeros(P * max(k, 1), dtype=dtype)
     # TopK firing counts per part (merged after the forward pass when P > 1)
     cdef int64_t[::1] part_fired = np.zeros(P * n_code if (k > 0 and P > 1) else 1,
@@ -1386,7 +1424,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                     &idx[0] + p * chunk * k,
                     &dense[0] + p * chunk * n_code if aux_k else NULL,
                     &aux_ws[0] + p * aux_len, &aux_idx[0] + p * max(aux_k, 1),
-                    s.reg.kl_weight / rows, rows, &part_loss[p])
+                    s.reg.kl_weight / rows, rows,
+                    &code_delta[0] + p * chunk * k if k > 0 else NULL, &part_loss[p])
             data_loss = 0.0
             penalty = 0.0
             for p in range(n_parts):
