@@ -11,13 +11,13 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "AnomalyDetector": "aefast.apps.anomaly",
-    "Autoencoder": "aefast.models",
+    "Autoencoder": "aefast.models.autoencoder",
     "Compressor": "aefast.apps.compression",
     "StackedAutoencoder": "aefast.apps.stacked",
-    "VAE": "aefast.models",
-    "HebbianNeuron": "aefast.models",
-    "LinearAutoencoder": "aefast.models",
-    "OjaPCA": "aefast.models",
+    "VAE": "aefast.models.vae",
+    "HebbianNeuron": "aefast.models.hebbian",
+    "LinearAutoencoder": "aefast.models.linear",
+    "OjaPCA": "aefast.models.oja",
     "GaussianNoise": "aefast.engine.regularizers",
     "KLSparsity": "aefast.engine.regularizers",
     "L1Activity": "aefast.engine.regularizers",

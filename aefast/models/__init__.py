@@ -1,8 +1,28 @@
-"""Estimators: thin scikit-learn front ends to the engine and kernels."""
-from .autoencoder import Autoencoder
-from .hebbian import HebbianNeuron
-from .linear import LinearAutoencoder
-from .oja import OjaPCA
-from .vae import VAE
+"""Estimators: thin scikit-learn front ends to the engine and kernels.
 
-__all__ = ["Autoencoder", "HebbianNeuron", "LinearAutoencoder", "OjaPCA", "VAE"]
+Each estimator is imported on first use (PEP 562), so that fitting an
+``Autoencoder`` does not import Numba for the Hebbian and Oja kernels.
+"""
+import importlib
+
+_MODULES = {
+    "Autoencoder": "autoencoder",
+    "HebbianNeuron": "hebbian",
+    "LinearAutoencoder": "linear",
+    "OjaPCA": "oja",
+    "VAE": "vae",
+}
+
+__all__ = sorted(_MODULES)
+
+
+def __getattr__(name):
+    if name not in _MODULES:
+        raise AttributeError(f"module 'aefast.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"aefast.models.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
