@@ -12,8 +12,12 @@ from .losses import LOSS_CODES
 
 INFERENCE_BLOCK_ROWS = 1024
 # Aim for about this many flops per compiled call: few enough Python calls to
-# be free, short enough that Ctrl-C and verbose output stay responsive.
+# be free, short enough that Ctrl-C and verbose output stay responsive. At
+# least MIN_STEPS_PER_CALL steps: the training loop copies the parameters once
+# per call (its fallback if an update overflows), which costs about 5% of a
+# step whatever the model's size.
 FLOPS_PER_CALL = 2e9
+MIN_STEPS_PER_CALL = 4
 
 
 class CPUBackend:
@@ -51,7 +55,8 @@ class CPUBackend:
 
     def steps_per_call(self, batch_size):
         n_weights = int(np.sum(self.network.sizes[:-1] * self.network.sizes[1:]))
-        return int(np.clip(FLOPS_PER_CALL / (6.0 * batch_size * n_weights), 1, 1024))
+        return int(np.clip(FLOPS_PER_CALL / (6.0 * batch_size * n_weights),
+                           MIN_STEPS_PER_CALL, 1024))
 
     def train_batches(self, X, order, start, stop, batch_size, optimizer, state, grads,
                       weight_decay, weight_l1, batch_losses, workers=1):
