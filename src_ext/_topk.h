@@ -8,7 +8,9 @@
  *   static void ae_topk_row_d(const double *x, ptrdiff_t n, ptrdiff_t k,
  *                             double *values, int64_t *indices);
  *
- * write the k largest of x[0..n) in descending order and their indices.
+ * write the k largest of x[0..n) in descending order and their indices;
+ * ae_topk_row_checked_{f,d} (same arguments) also return 1 for a row with NaN
+ * or inf (checked within the first pass on the AVX-512 path) and 0 otherwise.
  * Order is total and deterministic: a beats b when a.value > b.value, or when
  * the values are equal and a.index < b.index (so among ties the lower index
  * comes first and is the one kept). Callers guarantee 1 <= k <= n and finite
@@ -342,23 +344,39 @@ AE_AVX512 static float ae_topk_kth_ranked_f(float *a, ptrdiff_t n, ptrdiff_t k)
     return -INFINITY; /* not reached for finite values */
 }
 
-/* ae_topk_bound_f on AVX-512, with the rank-based k-th largest. */
-AE_AVX512 static float ae_topk_bound_masked_f(const float *x, ptrdiff_t n, ptrdiff_t k)
+/* ae_topk_bound_f on AVX-512, with the rank-based k-th largest. The same
+ * pass sums x * 0, which is NaN when any x is NaN or inf: *finite gets
+ * whether the row is finite (no separate pass for the check). */
+AE_AVX512 static float ae_topk_bound_masked_f(const float *x, ptrdiff_t n, ptrdiff_t k,
+                                              int *finite)
 {
     float gm[AE_TOPK_GROUPS_PER_K * AE_TOPK_SORTED_K + 16];
+    float zero[AE_TOPK_GROUPS_PER_K * AE_TOPK_SORTED_K + 16];
     ptrdiff_t G = (AE_TOPK_GROUPS_PER_K * k + 15) / 16 * 16, j, g;
+    float acc = 0.0f;
     if (G > n)
         G = n;
-    for (g = 0; g < G; g++)
+    for (g = 0; g < G; g++) {
         gm[g] = x[g];
+        zero[g] = x[g] * 0.0f;
+    }
     for (j = G; j + G <= n; j += G) {
         const float *row = x + j;
         _Pragma("omp simd")
-        for (g = 0; g < G; g++)
+        for (g = 0; g < G; g++) {
             gm[g] = row[g] > gm[g] ? row[g] : gm[g];
+            zero[g] += row[g] * 0.0f;
+        }
     }
-    for (g = 0; j + g < n; g++)
+    for (g = 0; j + g < n; g++) {
         gm[g] = x[j + g] > gm[g] ? x[j + g] : gm[g];
+        zero[g] += x[j + g] * 0.0f;
+    }
+    for (g = 0; g < G; g++)
+        acc += zero[g];
+    *finite = acc == 0.0f;
+    if (!*finite)
+        return 0.0f;
     return ae_topk_kth_ranked_f(gm, G, k);
 }
 
@@ -371,12 +389,15 @@ AE_AVX512 static float ae_topk_bound_masked_f(const float *x, ptrdiff_t n, ptrdi
  * insertion per candidate); the buffer's k best are then placed by rank. A
  * full buffer is merged down to its k best, whose k-th value becomes the
  * (strict) threshold. Same total order as ae_topk_sorted_f, same result. */
-AE_AVX512 static void ae_topk_sorted_f_masked(const float *x, ptrdiff_t n, ptrdiff_t k,
-                                              float *val, int64_t *idx)
+AE_AVX512 static int ae_topk_sorted_f_masked(const float *x, ptrdiff_t n, ptrdiff_t k,
+                                             float *val, int64_t *idx)
 {
     float cv[AE_TOPK_CANDIDATES + 16];
     int64_t ci[AE_TOPK_CANDIDATES];
-    float t = ae_topk_bound_masked_f(x, n, k);
+    int finite;
+    float t = ae_topk_bound_masked_f(x, n, k, &finite);
+    if (!finite)
+        return 1;
     ptrdiff_t m = 0, j;
     int strict = 0, merges = 0; /* after a merge: x enters when x > t */
     __m512 tv = _mm512_set1_ps(t);
@@ -401,7 +422,7 @@ AE_AVX512 static void ae_topk_sorted_f_masked(const float *x, ptrdiff_t n, ptrdi
                  * every merge cost O(capacity^2): the insertion path is cheaper. */
                 if (++merges > 4) {
                     ae_topk_sorted_f(x, n, k, val, idx);
-                    return;
+                    return 0;
                 }
                 ae_topk_rank_select_f(cv, ci, m, k, val, idx);
                 for (ptrdiff_t i = 0; i < k; i++) {
@@ -416,6 +437,7 @@ AE_AVX512 static void ae_topk_sorted_f_masked(const float *x, ptrdiff_t n, ptrdi
         }
     }
     ae_topk_rank_select_f(cv, ci, m, k, val, idx);
+    return 0;
 }
 #endif
 
@@ -428,6 +450,7 @@ AE_DISPATCH(int, ae_topk_row_d_impl, (const double *x, ptrdiff_t n, ptrdiff_t k,
                                        double *values, int64_t *indices),
             (x, n, k, values, indices))
 
+/* Top-k of a finite row (the training step's codes are finite). */
 static void ae_topk_row_f(const float *x, ptrdiff_t n, ptrdiff_t k, float *values,
                           int64_t *indices)
 {
@@ -436,17 +459,44 @@ static void ae_topk_row_f(const float *x, ptrdiff_t n, ptrdiff_t k, float *value
     if (level < 0)
         level = ae_cpu_level();
     if (level == 2 && 2 * k <= AE_TOPK_CANDIDATES) {
-        ae_topk_sorted_f_masked(x, n, k, values, indices);
+        (void)ae_topk_sorted_f_masked(x, n, k, values, indices);
         return;
     }
 #endif
     (void)ae_topk_row_f_impl(x, n, k, values, indices);
 }
 
+/* Top-k of a row that may hold NaN or inf: returns 1 (values and indices
+ * unspecified) if it does, else 0. The AVX-512 path checks in its first pass. */
+static int ae_topk_row_checked_f(const float *x, ptrdiff_t n, ptrdiff_t k, float *values,
+                                 int64_t *indices)
+{
+#ifdef AE_TOPK_MASKED
+    static int level = -1; /* a benign race: every thread stores the same */
+    if (level < 0)
+        level = ae_cpu_level();
+    if (level == 2 && 2 * k <= AE_TOPK_CANDIDATES)
+        return ae_topk_sorted_f_masked(x, n, k, values, indices);
+#endif
+    if (!ae_all_finite_f(x, n))
+        return 1;
+    (void)ae_topk_row_f_impl(x, n, k, values, indices);
+    return 0;
+}
+
 static void ae_topk_row_d(const double *x, ptrdiff_t n, ptrdiff_t k, double *values,
                           int64_t *indices)
 {
     (void)ae_topk_row_d_impl(x, n, k, values, indices);
+}
+
+static int ae_topk_row_checked_d(const double *x, ptrdiff_t n, ptrdiff_t k, double *values,
+                                 int64_t *indices)
+{
+    if (!ae_all_finite_d(x, n))
+        return 1;
+    (void)ae_topk_row_d_impl(x, n, k, values, indices);
+    return 0;
 }
 
 #endif

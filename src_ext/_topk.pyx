@@ -17,10 +17,11 @@ is only the thin wrapper behind ``aefast.ops.topk``:
   dynamic in chunks of about an eighth of a thread's share: rows cost about
   the same, but the machines this runs on are often shared, and a static split
   would make every thread wait for the one that got preempted.
-* Finiteness is checked here, row by row inside the same parallel loop, just
-  before the row is selected (the row is then in cache for the selection): a
-  separate ``np.isfinite(X).all()`` would read the whole array once more and
-  allocate a boolean array of the same shape. Rows are independent, so each
+* Finiteness is checked row by row inside the same parallel loop, by
+  ``ae_topk_row_checked_{f,d}`` (on the AVX-512 float32 path within the
+  selection's first pass over the row): a separate ``np.isfinite(X).all()``
+  would read the whole array once more and allocate a boolean array of the
+  same shape. Rows are independent, so each
   row's result is deterministic whatever the thread count.
 """
 import numpy as np
@@ -29,10 +30,10 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 cdef extern from "_topk.h" nogil:
-    void ae_topk_row_f(const float* x, Py_ssize_t n, Py_ssize_t k, float* values,
-                       int64_t* indices)
-    void ae_topk_row_d(const double* x, Py_ssize_t n, Py_ssize_t k, double* values,
-                       int64_t* indices)
+    int ae_topk_row_checked_f(const float* x, Py_ssize_t n, Py_ssize_t k, float* values,
+                              int64_t* indices)
+    int ae_topk_row_checked_d(const double* x, Py_ssize_t n, Py_ssize_t k, double* values,
+                              int64_t* indices)
     int ae_all_finite_f(const float* a, Py_ssize_t n)
     int ae_all_finite_d(const double* a, Py_ssize_t n)
 
@@ -51,14 +52,10 @@ cdef Py_ssize_t _topk_rows(const floating[:, ::1] X, Py_ssize_t k, floating[:, :
         chunk = 1
     for i in prange(n_rows, num_threads=n_threads, schedule="dynamic", chunksize=chunk):
         if floating is float:
-            if ae_all_finite_f(&X[i, 0], n):
-                ae_topk_row_f(&X[i, 0], n, k, &values[i, 0], &indices[i, 0])
-            else:
+            if ae_topk_row_checked_f(&X[i, 0], n, k, &values[i, 0], &indices[i, 0]):
                 n_bad += 1
         else:
-            if ae_all_finite_d(&X[i, 0], n):
-                ae_topk_row_d(&X[i, 0], n, k, &values[i, 0], &indices[i, 0])
-            else:
+            if ae_topk_row_checked_d(&X[i, 0], n, k, &values[i, 0], &indices[i, 0]):
                 n_bad += 1
     return n_bad
 
