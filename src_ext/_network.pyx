@@ -27,13 +27,15 @@ without returning to Python; a Python call covers many batches.
 Status codes report a non-finite loss or gradient *before* the update, so the
 parameters stay at their last finite values.
 
-A step can be data-parallel (``train_batches(..., n_threads=P)``): OpenMP
-threads each run forward and backward on a contiguous part of the batch with
-their own workspaces and gradient buffer, then sum the gradients and apply the
-optimizer over disjoint ranges of the flat buffer. What couples the rows of a
-batch runs serially in between: the random draws (in batch order, so the
-result does not depend on P beyond rounding), the TopK firing counts and the
-code penalties' batch statistics.
+A step can be data-parallel (``train_batches(..., n_threads=T, parts=P)``):
+the batch is split into P contiguous parts, each run forward and backward with
+its own workspaces and gradient buffer, by T OpenMP threads; the gradients are
+then summed and the optimizer applied over disjoint ranges of the flat buffer.
+What couples the rows of a batch runs serially in between: the random draws
+(in batch order), the TopK firing counts and the code penalties' batch
+statistics. The result depends on P (the order of the gradient sums), never on
+T, so a fit that switches thread counts as the machine's load changes stays
+reproducible.
 """
 from libc.math cimport exp, expm1, log, log1p, fabs, sqrt, tanh, isfinite, cos, sin
 from libc.string cimport memcpy, memset
@@ -1139,15 +1141,15 @@ cdef inline Py_ssize_t _aligned(Py_ssize_t n) noexcept nogil:
 
 
 def workspace_sizes(const int64_t[::1] sizes, Py_ssize_t batch_size, Py_ssize_t n_latent=0,
-                    int n_threads=1):
+                    int parts=1):
     """Lengths of the activation and delta workspaces for `batch_size` rows.
 
     A VAE (`n_latent` > 0) also keeps z and eps, n_latent values per row each.
-    With `n_threads` > 1: the workspaces of a data-parallel training step,
-    one 64-byte aligned part of ceil(batch_size / n_threads) rows per thread.
+    With `parts` > 1: the workspaces of a data-parallel training step, one
+    64-byte aligned part of ceil(batch_size / parts) rows each.
     """
     cdef Py_ssize_t total = 2 * n_latent, m = 0, l
-    cdef Py_ssize_t P = max(1, min(n_threads, batch_size))
+    cdef Py_ssize_t P = max(1, min(parts, batch_size))
     cdef Py_ssize_t rows = (batch_size + P - 1) // P
     for l in range(sizes.shape[0]):
         total += sizes[l]
@@ -1239,7 +1241,7 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                   int optimizer, double lr, double beta1, double beta2, double eps,
                   double momentum, double weight_decay, double weight_l1,
                   int64_t t, double[::1] batch_losses, int n_threads=1,
-                  floating[::1] part_grads=None):
+                  floating[::1] part_grads=None, int parts=0):
     """Train on the batches order[start:stop] in steps of `batch_size` rows.
 
     Each step gathers its rows of X through `order` (into `target_ws` when the
@@ -1248,17 +1250,17 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     receives the mean loss (plus penalties) of step i. Returns (steps_done,
     status); on a non-finite loss or gradient the failing step is not applied.
 
-    With `n_threads` > 1 every step is data-parallel: each OpenMP thread runs
-    forward and backward on its contiguous part of the batch (through its own
-    workspaces and gradient buffer; BLAS should then run on one thread), and
-    the threads then sum the gradients and apply the optimizer over disjoint
-    ranges of the parameters. Serial phases between them draw the random
-    numbers (corruption, VAE noise) in batch order, merge the TopK firing
-    counts and finish the code penalties, so the result is the one-thread
-    step's up to the order of the floating-point sums. `ws` and `delta_ws`
-    then have the sizes `workspace_sizes(..., n_threads)` gives, and
-    `part_grads` (allocated when None) holds (n_threads - 1) * n_params
-    gradient values.
+    With `parts` > 1 (default: `n_threads`) every step is data-parallel:
+    forward and backward run on each contiguous part of the batch (through
+    its own workspaces and gradient buffer), on `n_threads` OpenMP threads
+    (BLAS should then run on one thread), and the gradients are then summed
+    and the optimizer applied over disjoint ranges of the parameters. Serial
+    phases between them draw the random numbers (corruption, VAE noise) in
+    batch order, merge the TopK firing counts and finish the code penalties,
+    so the result is the one-part step's up to the order of the gradient
+    sums, and does not depend on `n_threads`. `ws` and `delta_ws` then have
+    the sizes `workspace_sizes(..., parts)` gives, and `part_grads`
+    (allocated when None) holds (parts - 1) * n_params gradient values.
     """
     cdef Spec s = _make_spec(sizes, acts, w_off, b_off, loss, leaky_slope, reg)
     cdef OptConfig o
@@ -1275,7 +1277,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
     cdef Py_ssize_t n_code = sizes[cb] if cb > 0 else 1
     cdef Py_ssize_t nl = s.reg.n_latent
     # Parts: thread p trains rows [p * part, p * part + part_rows[p]) of a batch.
-    cdef int P = max(1, min(n_threads, batch_size))
+    cdef int P = max(1, min(parts if parts > 0 else n_threads, batch_size))
+    cdef int T = max(1, min(n_threads, P))  # threads running the parts
     cdef Py_ssize_t chunk = (batch_size + P - 1) // P, part, n_parts
     if n_features != sizes[0] or n_out != n_features:
         raise ValueError("X has %d features, the network expects %d in and %d out"
@@ -1369,8 +1372,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                 if P > 1:
                     memset(&part_fired[0], 0, P * n_code * sizeof(int64_t))
             # Parallel: the forward pass of each part.
-            for p in prange(n_parts, num_threads=P, schedule="static", chunksize=1,
-                            use_threads_if=n_parts > 1):
+            for p in prange(n_parts, num_threads=T, schedule="static", chunksize=1,
+                            use_threads_if=T > 1 and n_parts > 1):
                 if P > 1:
                     fired_p = &part_fired[0] + p * n_code if k > 0 else NULL
                     since_fired_p = NULL
@@ -1412,8 +1415,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
             norm = rows if s.reg.gaussian else rows * n_out
             # Parallel: loss, delta and gradients of each part (the weight
             # penalty, on the parameters, once: in part 0).
-            for p in prange(n_parts, num_threads=P, schedule="static", chunksize=1,
-                            use_threads_if=n_parts > 1):
+            for p in prange(n_parts, num_threads=T, schedule="static", chunksize=1,
+                            use_threads_if=T > 1 and n_parts > 1):
                 wsp = &ws[0] + p * ws_len
                 target = (&target_ws[0] + p * part * n_features) if corrupt else wsp
                 part_penalty[p] = _part_backward(
@@ -1437,8 +1440,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                 break
             # Parallel over parameter ranges: sum the parts' gradients, check
             # them, then (after every range is known finite) update.
-            for p in prange(P, num_threads=P, schedule="static", chunksize=1,
-                            use_threads_if=P > 1):
+            for p in prange(P, num_threads=T, schedule="static", chunksize=1,
+                            use_threads_if=T > 1):
                 part_finite[p] = _sum_gradients(&grads[0], &part_grads[0], n_parts - 1,
                                                 n_params, param_lo[p], param_lo[p + 1])
             for p in range(P):
@@ -1446,8 +1449,8 @@ def train_batches(const floating[:, ::1] X, const int64_t[::1] order,
                     status = ST_NONFINITE_GRAD
             if status != ST_OK:
                 break
-            for p in prange(P, num_threads=P, schedule="static", chunksize=1,
-                            use_threads_if=P > 1):
+            for p in prange(P, num_threads=T, schedule="static", chunksize=1,
+                            use_threads_if=T > 1):
                 _optimizer_update(&o, &params[0] + param_lo[p], &grads[0] + param_lo[p],
                                   &state1[0] + param_lo[p], &state2[0] + param_lo[p],
                                   param_lo[p + 1] - param_lo[p])

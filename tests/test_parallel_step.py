@@ -114,3 +114,37 @@ def test_workspace_sizes_per_part_are_aligned():
     assert ws // 3 >= per_rows * int(sizes.sum()) and (ws // 3) % 16 == 0
     assert delta // 3 >= 2 * per_rows * 8 and (delta // 3) % 16 == 0
     assert _network.workspace_sizes(sizes, 25, 0, 1) == (25 * int(sizes.sum()), 2 * 8 * 25)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_result_depends_on_parts_not_threads(dtype):
+    """Parts run by one thread or by two give the same bits (the chooser may switch)."""
+    from aefast.engine.backends import CPUBackend
+    from aefast.engine.network import Network
+    from aefast.engine.optimizers import Optimizer, OptimizerState
+
+    X = _data(n=200, d=12).astype(dtype)
+    results = []
+    for workers in (1, 2, 1):
+        net = Network([12, 8, 3, 8, 12], ["relu", "identity", "relu", "identity"], dtype=dtype)
+        net.initialize(np.random.default_rng(0))
+        backend = CPUBackend(net, "mse")
+        state = OptimizerState(net.n_params, net.dtype)
+        order = np.random.default_rng(1).permutation(200).astype(np.int64)
+        losses = np.empty(8)
+        steps, status = backend.train_batches(
+            X, order, 0, 200, 25, Optimizer("adam", 1e-2), state, np.zeros_like(net.params),
+            0.0, 0.0, losses, workers=workers, parts=2)
+        assert (steps, status) == (8, 0)
+        results.append((net.params.copy(), losses.copy()))
+    for params, losses in results[1:]:
+        np.testing.assert_array_equal(params, results[0][0])
+        np.testing.assert_array_equal(losses, results[0][1])
+
+
+def test_chooser_options_share_the_parts():
+    from aefast.engine.threads import ThreadChooser
+
+    assert ThreadChooser([SERIAL, StepThreads(1, 2)]).parts == 2
+    assert ThreadChooser([StepThreads(1, 2), StepThreads(None, 1)]).parts == 2
+    assert ThreadChooser([SERIAL]).parts == 1

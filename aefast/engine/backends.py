@@ -39,16 +39,16 @@ class CPUBackend:
         self.regularization = regularization
         self._workspaces = {}
 
-    def _workspace(self, rows, workers=1):
-        """(activations, deltas, clean batch, other threads' gradients) for steps of ``rows``."""
-        key = (rows, workers)
+    def _workspace(self, rows, parts=1):
+        """(activations, deltas, clean batch, other parts' gradients) for steps of ``rows``."""
+        key = (rows, parts)
         if key not in self._workspaces:
             net = self.network
-            n_ws, n_delta = _network.workspace_sizes(net.sizes, rows, net.n_latent, workers)
+            n_ws, n_delta = _network.workspace_sizes(net.sizes, rows, net.n_latent, parts)
             dtype = net.dtype
             # The clean batch, when the network sees a corrupted copy.
             target = np.empty(rows * int(net.sizes[0]), dtype)
-            part_grads = np.zeros(max(workers - 1, 0) * net.params.shape[0], dtype)
+            part_grads = np.zeros(max(parts - 1, 0) * net.params.shape[0], dtype)
             self._workspaces[key] = (np.empty(n_ws, dtype), np.empty(n_delta, dtype), target,
                                      part_grads)
         return self._workspaces[key]
@@ -59,20 +59,23 @@ class CPUBackend:
                            MIN_STEPS_PER_CALL, 1024))
 
     def train_batches(self, X, order, start, stop, batch_size, optimizer, state, grads,
-                      weight_decay, weight_l1, batch_losses, workers=1):
+                      weight_decay, weight_l1, batch_losses, workers=1, parts=None):
         """Run the training steps over ``order[start:stop]``; see ``_network.train_batches``.
 
-        ``workers`` > 1 makes each step data-parallel over that many threads.
+        Each step is split into ``parts`` parts of the batch (default:
+        ``workers``), trained by ``workers`` threads; the result depends on
+        ``parts`` only.
         """
         net = self.network
-        ws, delta, target, part_grads = self._workspace(batch_size, workers)
+        parts = workers if parts is None else parts
+        ws, delta, target, part_grads = self._workspace(batch_size, parts)
         steps, status = _network.train_batches(
             X, order, start, stop, batch_size, *net.spec(), self.loss_code, net.leaky_slope,
             self.regularization, net.params, grads, state.state1, state.state2, ws, delta,
             target,
             optimizer.code, optimizer.learning_rate, optimizer.beta_1, optimizer.beta_2,
             optimizer.epsilon, optimizer.momentum, weight_decay, weight_l1, state.t,
-            batch_losses, workers, part_grads)
+            batch_losses, workers, part_grads, parts)
         state.t += steps
         return steps, status
 

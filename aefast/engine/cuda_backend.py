@@ -544,12 +544,12 @@ class CUDABackend:
     # ----------------------------------------------------------------- training
     @_quiet
     def train_batches(self, X, order, start, stop, batch_size, optimizer, state, grads,
-                      weight_decay, weight_l1, batch_losses, workers=1):
+                      weight_decay, weight_l1, batch_losses, workers=1, parts=None):
         """Train on order[start:stop] in steps of batch_size rows; see CPUBackend.
 
         ``grads`` (a host buffer of the CPU interface) is not used: gradients
-        stay on the device; nor is ``workers`` (the CPU's data-parallel
-        threads). Returns (steps_done, status).
+        stay on the device; nor are ``workers`` and ``parts`` (the CPU's
+        data-parallel step). Returns (steps_done, status).
         """
         cuda = self.cuda
         sizes = self.sizes

@@ -29,6 +29,11 @@ So with ``n_jobs=None`` (``step_thread_options``):
   periodically as the load changes: one thread up to ``LARGE_GEMM``, BLAS's
   own threads beyond it (a trial of one thread on those costs several
   percent, and BLAS's threads are as fast there).
+
+Every option of a fit splits its steps into the same parts (``parts`` of
+``train_batches``: the largest number of workers among the options), one
+thread or several running them, so the choice, which depends on timing,
+changes the speed and never the result.
 """
 import contextlib
 import time
@@ -139,7 +144,9 @@ class ThreadChooser:
     threads left spinning by earlier work (OpenBLAS's idle threads spin for
     about 0.1 s) have gone to sleep before the others are timed. The fastest
     option then runs for ``period`` seconds before the next round. A single
-    option is simply used.
+    option is simply used. All options run steps split into ``parts`` (the
+    largest number of workers among them) parts, whatever their thread count,
+    so the choice changes the speed, never the result.
 
     Parameters
     ----------
@@ -157,6 +164,9 @@ class ThreadChooser:
 
     def __init__(self, options, trials=3, settle=0.15, period=10.0, clock=time.perf_counter):
         self.options = list(options)
+        # Every option splits the batch into the same parts, so the result of a
+        # step does not depend on which option runs it (see train_batches).
+        self.parts = max(option.workers for option in self.options)
         self.trials = max(2, int(trials))
         self.settle = settle
         self.period = period

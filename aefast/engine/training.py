@@ -87,6 +87,7 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
     network = backend.network
     grads = np.zeros_like(network.params)
     checkpoint = np.empty_like(network.params)  # reused: fresh pages per call cost page faults
+    parts = 1 if thread_chooser is None else thread_chooser.parts
     repeat = int(config.repeat)
     n_train = train_idx.shape[0] * repeat
     batch_size = config.batch_size * repeat
@@ -122,7 +123,8 @@ def train(backend, optimizer, state, X, train_idx, val_idx, config, rng, history
                 def call(workers=1):
                     return backend.train_batches(
                         X, order, start, stop, batch_size, optimizer, state, grads,
-                        config.weight_decay, config.weight_l1, batch_losses, workers=workers)
+                        config.weight_decay, config.weight_l1, batch_losses, workers=workers,
+                        parts=parts)
                 steps, status = call() if thread_chooser is None else thread_chooser.run(call)
                 epoch_loss += float(batch_losses[:steps] @ batch_rows[done:done + steps])
                 done += steps
