@@ -145,7 +145,13 @@ def objective_constrained(weights, activations, loss_name, X, code_layer, penalt
 
 
 def auxk_loss(W_dec, dense, residual, dead, aux_k, weight):
-    """AuxK: the aux_k largest dense values among `dead` units reconstruct `residual`."""
+    """AuxK: the aux_k largest dense values among `dead` units reconstruct `residual`.
+
+    With no dead unit there is nothing to revive and the loss is 0 (as in the
+    engine, which skips such rows).
+    """
+    if not np.any(dead):
+        return 0.0
     e_hat = np.zeros_like(residual)
     for i, row in enumerate(dense):
         candidates = np.where(dead, row, -np.inf)

@@ -224,7 +224,8 @@ def test_act_grad_with_bias_gradient(dtype, act):
     dd, gb = dev(d), cuda.device_array(cols, dtype=dtype)
     K.act_grad_kernel[K._cols_grid(cols), (K.COL_X, K.COL_Y)](
         dd, dev(h), rows, cols, ACTIVATIONS.index(act), rn.LEAKY_SLOPE, 0, 0.0,
-        dev(np.zeros(cols)), dev(np.zeros((1, 1), np.uint8)), False, gb, zeros_status())
+        dev(np.zeros(cols)), dev(np.zeros((1, 1), np.uint8)), False, dev(np.zeros((1, 1), dtype)),
+        False, gb, zeros_status())
     deriv = rn.activation_derivative(act, z)
     if act == "relu":
         deriv[h <= 0] = 0
@@ -253,7 +254,8 @@ def test_code_penalty_value_and_gradient(kind):
     dd = dev(d)
     K.act_grad_kernel[nslots, (K.COL_X, K.COL_Y)](
         dd, dev(code), rows, width, 0, 0.0, code_k, weight, pgrad,
-        dev(np.zeros((1, 1), np.uint8)), False, cuda.device_array(width), zeros_status())
+        dev(np.zeros((1, 1), np.uint8)), False, dev(np.zeros((1, 1))), False,
+        cuda.device_array(width), zeros_status())
     eps = 1e-6
     num = np.zeros_like(code)
     for i in range(rows):
@@ -266,16 +268,21 @@ def test_code_penalty_value_and_gradient(kind):
     np.testing.assert_allclose(dd.copy_to_host() - d, num, rtol=1e-5, atol=1e-7)
 
 
-def test_topk_mask_in_backward():
+@pytest.mark.parametrize("with_extra", [False, True])
+def test_topk_mask_in_backward(with_extra):
     rng = np.random.default_rng(6)
     d = rng.standard_normal((5, 7))
     h = rng.standard_normal((5, 7))
     mask = (rng.uniform(size=(5, 7)) < 0.4).astype(np.uint8)
+    # AuxK's delta (on unselected units) is added after the mask, into the bias gradient too
+    extra = rng.standard_normal((5, 7)) * (1 - mask) if with_extra else np.zeros((1, 1))
     dd, gb = dev(d), cuda.device_array(7)
     K.act_grad_kernel[K._cols_grid(7), (K.COL_X, K.COL_Y)](
-        dd, dev(h), 5, 7, 0, 0.0, 0, 0.0, dev(np.zeros(7)), dev(mask), True, gb, zeros_status())
-    np.testing.assert_allclose(dd.copy_to_host(), d * mask)
-    np.testing.assert_allclose(gb.copy_to_host(), (d * mask).sum(axis=0))
+        dd, dev(h), 5, 7, 0, 0.0, 0, 0.0, dev(np.zeros(7)), dev(mask), True, dev(extra),
+        with_extra, gb, zeros_status())
+    expected = d * mask + (extra if with_extra else 0.0)
+    np.testing.assert_allclose(dd.copy_to_host(), expected)
+    np.testing.assert_allclose(gb.copy_to_host(), expected.sum(axis=0))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -368,10 +375,12 @@ def test_topk_sparsify_counts_firings():
     mask = cuda.device_array((rows, width), dtype=np.uint8)
     fired = dev(np.zeros(width, np.int64))
     last = dev(np.zeros(width, np.int64))
+    dense = dev(np.full((rows, width), np.nan))
     K.topk_rows_kernel[2, K.ROW_BLOCK](Xd, rows, width, k, vals, idx, mask, True, fired, last,
-                                       42, True, zeros_status())
+                                       42, True, dense, True, zeros_status())
     expected = rn.keep_topk(X, k)
     np.testing.assert_array_equal(Xd.copy_to_host(), expected)
+    np.testing.assert_array_equal(dense.copy_to_host(), X)  # the row before sparsifying
     sel = np.argsort(-X, axis=1, kind="stable")[:, :k]
     m = np.zeros_like(X, dtype=np.uint8)
     np.put_along_axis(m, sel, 1, axis=1)
@@ -382,6 +391,94 @@ def test_topk_sparsify_counts_firings():
             counts[j] += X[i, j] != 0
     np.testing.assert_array_equal(fired.copy_to_host(), counts)
     np.testing.assert_array_equal(last.copy_to_host(), np.where(counts > 0, 42, 0))
+
+
+def auxk_reference(dense, target, out, logits, W, dead, aux_k, aux_weight, code_deriv):
+    """NumPy float64 AuxK of one batch (the CPU's ``_auxk``, written out).
+
+    Returns the loss, the gradient with respect to e_hat, the picked values
+    alone (zeros elsewhere), the code delta of the picked units (through
+    ``code_deriv``, the code activation's derivative at the dense code) and
+    each row's picks (indices, -1 past the last; values), best first.
+    """
+    rows, width = dense.shape
+    d = W.shape[1]
+    x_hat = 1 / (1 + np.exp(-out)) if logits else out
+    residual = target - x_hat
+    m = min(aux_k, int(dead.sum()))
+    picks = np.full((rows, aux_k), -1, np.int64)
+    picked = np.zeros((rows, aux_k))
+    code = np.zeros_like(dense)
+    for i in range(rows):
+        keep = np.argsort(-np.where(dead, dense[i], -np.inf), kind="stable")[:m]
+        picks[i, :m] = keep
+        picked[i, :m] = dense[i, keep]
+        code[i, keep] = dense[i, keep]   # picks of value 0 add nothing
+    # without dead units the step has no AuxK term (the CPU skips such rows)
+    diff = (residual - code @ W) if m else np.zeros_like(residual)
+    loss = aux_weight * np.mean(diff ** 2)
+    grad = -2.0 * aux_weight / (rows * d) * diff
+    code_delta = np.where(code != 0, (grad @ W.T) * code_deriv, 0.0)
+    return loss, grad, code, code_delta, picks, picked
+
+
+@pytest.mark.parametrize("dtype,logits,act", [(np.float32, False, "identity"),
+                                              (np.float64, True, "tanh")])
+@pytest.mark.parametrize("dead_units", ["several", "fewer-than-aux-k", "none"])
+def test_auxk_matches_reference(dtype, logits, act, dead_units):
+    rng = np.random.default_rng(12)
+    rows, width, d, aux_k, aux_weight = 7, 13, 9, 4, 0.3   # > AUX_GRID rows, > ROW_BLOCK wide
+    samples, dead_after = 100, 30
+    # dead: samples - last_fired >= dead_after (70 is just dead, 71 just alive)
+    last = rng.choice([71, 90, 100], size=width)
+    if dead_units == "several":
+        last[[0, 3, 4, 8, 9, 12]] = [0, 70, 10, 70, 0, 40]
+    elif dead_units == "fewer-than-aux-k":
+        last[[5, 11]] = [70, 0]
+    dead = samples - last >= dead_after
+    z = rng.standard_normal((rows, width))
+    z[2, [3, 8]] = 3.0                 # the best dead units of row 2 tie: lower column first
+    z[4, dead] = 0.0                   # a row whose dead units are all zero: nothing decoded
+    dense = rn.activation(act, z).astype(dtype)
+    deriv = rn.activation_derivative(act, z)
+    W = rng.standard_normal((width, d)).astype(dtype)
+    target = rng.uniform(0, 1, (rows, d)).astype(dtype)
+    out = rng.standard_normal((rows, d)).astype(dtype)
+    loss, grad, code, code_delta, picks, picked = auxk_reference(
+        dense.astype(float), target.astype(float), out.astype(float), logits, W.astype(float),
+        dead, aux_k, aux_weight, deriv)
+    # the loss also agrees with the one of the CPU's tests (0 when no unit is dead)
+    residual = target - (1 / (1 + np.exp(-out.astype(float))) if logits else out)
+    assert loss == pytest.approx(rn.auxk_loss(W.astype(float), dense.astype(float),
+                                              residual, dead, aux_k, aux_weight))
+    code_d = dev(dense)
+    vals = dev(np.full((rows, aux_k), np.nan, dtype))
+    idx = dev(np.full((rows, aux_k), 99, np.int64))
+    delta_d = dev(np.full((rows, width), np.nan, dtype))
+    grad_d = dev(np.full((rows, d), np.nan, dtype))
+    partials = dev(np.full((2, K.AUX_GRID + 1), np.nan))
+    K.auxk_kernel[K.AUX_GRID, K.ROW_BLOCK](
+        code_d, dev(target), dev(out), logits, dev(W), rows, width, d, aux_k, aux_weight,
+        dead_after, dev(last.astype(np.int64)), samples, ACTIVATIONS.index(act), rn.LEAKY_SLOPE,
+        vals, idx, delta_d, grad_d, partials, 1, 1, zeros_status())
+    t = tol(dtype)
+    parts = partials.copy_to_host()
+    np.testing.assert_allclose(parts[1, 1:].sum(), loss, **t)
+    assert np.isnan(parts[0]).all() and np.isnan(parts[1, 0])   # only its own slots
+    np.testing.assert_array_equal(idx.copy_to_host(), picks)
+    np.testing.assert_allclose(vals.copy_to_host(), picked, **t)
+    np.testing.assert_allclose(grad_d.copy_to_host(), grad, **t)
+    np.testing.assert_array_equal(code_d.copy_to_host() != 0, code != 0)
+    np.testing.assert_allclose(code_d.copy_to_host(), code, **t)
+    np.testing.assert_allclose(delta_d.copy_to_host(), code_delta, **t)
+    if dead_units == "several":
+        assert picks[2, :2].tolist() == [3, 8] and not code[4].any()
+    # the output weights' gradient the backend forms from them: code^T grad, added in place
+    gW = rng.standard_normal((width, d)).astype(dtype)
+    gW_d = dev(gW)
+    K.add_kernel[K._grid(width * d), K.BLOCK](gW_d, dev(code.T @ grad), width, d,
+                                             zeros_status())
+    np.testing.assert_allclose(gW_d.copy_to_host(), gW + code.T @ grad, **t)
 
 
 # --------------------------------------------------------------------------- corruption
@@ -626,11 +723,14 @@ for F in (float32, float64):
         K.loss_delta_kernel: (A2, A2, A2, i, i, i, i, f, f, A1, D2, i, i, I1, A1, A1, b, f),
         K.row_loss_kernel: (A2, A2, i, i, i, D1, f, A1, b, f),
         K.code_penalty_kernel: (A2, i, i, i, f, f, D1, D2, i, i, I1),
-        K.act_grad_kernel: (A2, A2, i, i, i, f, i, f, D1, U2, b, A1, I1),
+        K.act_grad_kernel: (A2, A2, i, i, i, f, i, f, D1, U2, b, A2, b, A1, I1),
         K.penalty_check_kernel: (A1, A1, i, uint8[::1], f, f, D2, i, i, I1),
         K.optimizer_kernel: (A1, A1, A1, A1, i, i, f, f, f, f, f, f, f, I1),
         K.normalize_rows_kernel: (A2, i, i, I1),
-        K.topk_rows_kernel: (A2, i, i, i, A2, int64[:, ::1], U2, b, I1, I1, i, b, I1),
+        K.topk_rows_kernel: (A2, i, i, i, A2, int64[:, ::1], U2, b, I1, I1, i, b, A2, b, I1),
+        K.auxk_kernel: (A2, A2, A2, b, A2, i, i, i, i, f, i, I1, i, i, f, A2, int64[:, ::1], A2,
+                        A2, D2, i, i, I1),
+        K.add_kernel: (A2, A2, i, i, I1),
         K.sample_kernel: (A2, i, i, A2, A2, b, ST, D2, i, i, I1),
         K.sample_rows_kernel: (A2, i, i, A2, A2, i, ST, D1),
         K.sample_backward_kernel: (A2, A2, A2, i, i, f, A2, I1),

@@ -191,9 +191,46 @@ def test_backend_streaming_and_divergence(X):
 
 
 @needs_cuda
-def test_auxk_is_refused_on_cuda(X):
-    with pytest.raises(NotImplementedError, match="aux_k"):
-        tiny("cuda", hidden_layers=(), sparsity=aefast.TopK(2, aux_k=2)).fit(X)
+@pytest.mark.parametrize("kw", [
+    # the paper's setting (linear code and output); no unit is dead in the first step
+    # (8 samples < dead_after), so AuxK adds nothing there
+    dict(loss="mse", sparsity=aefast.TopK(2, aux_k=3, aux_weight=0.5, dead_after=12)),
+    # cross-entropy from logits; the picked units' delta goes through tanh' (with ReLU,
+    # dead units are mostly 0, which AuxK cannot pick)
+    dict(code_activation="tanh", sparsity=aefast.TopK(2, normalize_decoder=True, aux_k=3,
+                                                      aux_weight=0.5, dead_after=8)),
+], ids=["mse-identity", "bce-tanh-normalized"])
+def test_topk_auxk_matches_cpu(X, kw):
+    # 6 latents, 2 fire per row: units that miss a batch or two are dead
+    kw = dict(hidden_layers=(), n_components=6, max_epochs=2, **kw)
+    cpu = tiny("cpu", **kw).fit(X)
+    gpu = tiny("cuda", **kw).fit(X)
+    assert_same_fit(cpu, gpu, X)
+    assert gpu.dead_fraction_ == cpu.dead_fraction_
+    # One step on the whole set, with and without AuxK: the same forward pass, so the
+    # losses differ by the AuxK term (16 samples: some units are dead already), and the
+    # parameters differ only if dead units were picked (non-zero values get gradient).
+    one_step = dict(kw, batch_size=16, max_epochs=1)
+    plain = tiny("cpu", **dict(one_step, sparsity=aefast.TopK(
+        2, normalize_decoder=kw["sparsity"].normalize_decoder))).fit(X)
+    aux = {device: tiny(device, **one_step).fit(X) for device in ("cpu", "cuda")}
+    aux_loss = {device: m.loss_curve_[0] - plain.loss_curve_[0] for device, m in aux.items()}
+    assert aux_loss["cuda"] > 1e-3
+    assert aux_loss["cuda"] == pytest.approx(aux_loss["cpu"], rel=1e-4)
+    assert np.abs(aux["cuda"].network_.params - plain.network_.params).max() > 1e-4
+
+
+@needs_cuda
+def test_auxk_needs_the_code_to_feed_the_output_layer():
+    from aefast.engine.network import Network
+
+    net = Network([7, 5, 6, 7], ["identity", "relu", "identity"], np.float32)
+    # the code (block 1, 5 wide) goes through a hidden decoder layer
+    reg = cuda_backend.make_regularization(aefast.TopK(2, aux_k=2), None, code_block=1,
+                                           n_code=5)
+    assert reg.aux_k == 2
+    with pytest.raises(ValueError, match="AuxK needs the code"):
+        cuda_backend.CUDABackend(net, "mse", reg)
 
 
 # --------------------------------------------------------------------------- VAE

@@ -35,7 +35,10 @@ Kernel layouts:
 * one block per row for top-k (``ROW_BLOCK`` threads: ``k`` rounds of a
   block-wide arg-max over the entries that come after the previous pick in the
   order "value descending, column ascending", so ties go to the lower column
-  and no per-entry flags are needed);
+  and no per-entry flags are needed), and the same for TopK's auxiliary loss
+  (``auxk_kernel``: the rounds run over the dead units of the dense code, then
+  the row's residual estimate and gradients; ``AUX_GRID`` blocks, one loss
+  slot each);
 * one block for the per-sample Hebbian rules (Oja, GHA, subspace, Hebb),
   sequential over the samples of a chunk, threads over the features: each
   thread owns a set of columns of ``W``, so the update needs no
@@ -105,6 +108,7 @@ OJA_BLOCK = 4 if SIMULATOR else 128       # one block for the per-sample rules
 OJA_KMAX = 2 if SIMULATOR else 32         # neurons reduced together
 RNG_GRID = 4 if SIMULATOR else 512        # blocks of the random kernels
 RNG_STATES = RNG_GRID * BLOCK             # one xoroshiro128+ state per thread
+AUX_GRID = 4 if SIMULATOR else 512        # blocks (and loss slots) of auxk_kernel
 FUSED_BLOCK = 8 if SIMULATOR else 256     # the single-block trainer of small networks
 
 # Codes shared with the engine (engine/network.py, losses.py, optimizers.py,
@@ -504,12 +508,15 @@ def code_penalty_kernel(code, rows, width, kind, weight, target, pgrad, partials
 
 @cuda.jit(cache=True)
 def act_grad_kernel(d, h, rows, cols, act, slope, pen_kind, pen_weight, pgrad, mask,
-                    use_mask, gb, status):
+                    use_mask, extra, use_extra, gb, status):
     """Backward through an activation, fused with the bias gradient below it.
 
-    d <- (d + code-penalty gradient) * act'(h) [* top-k mask], with act'
-    written through the output h; gb[j] = sum over rows of the new d[:, j].
-    pen_kind 1 adds weight / rows * sign(h) (L1 activity), 2 adds pgrad[j] (KL).
+    d <- (d + code-penalty gradient) * act'(h) [* top-k mask] [+ extra], with
+    act' written through the output h; gb[j] = sum over rows of the new
+    d[:, j]. pen_kind 1 adds weight / rows * sign(h) (L1 activity), 2 adds
+    pgrad[j] (KL). ``extra`` (with ``use_extra``) is a delta that is already
+    through its own derivative and must survive the mask: AuxK's, on units
+    outside the top k (auxk_kernel).
     """
     flag = cuda.shared.array(1, int64)
     cbuf = cuda.shared.array((COL_Y, COL_X), float64)
@@ -534,6 +541,8 @@ def act_grad_kernel(d, h, rows, cols, act, slope, pen_kind, pen_weight, pgrad, m
             g *= _derivative(a, act, slope)
             if use_mask and mask[i, j] == 0:
                 g = 0.0
+            if use_extra:
+                g += float64(extra[i, j])
             d[i, j] = g
             csum += float64(d[i, j])
     cbuf[ty, tx] = csum
@@ -628,14 +637,15 @@ def normalize_rows_kernel(W, rows, cols, status):
 
 @cuda.jit(cache=True)
 def topk_rows_kernel(X, rows, width, k, values, indices, mask, sparsify, fired, last_fired,
-                     count_after, count, status):
+                     count_after, count, dense, keep_dense, status):
     """The k largest entries of each row (descending; ties: lower column first).
 
     One block per row (grid-stride over rows). values[i, :k] / indices[i, :k]
     receive them. With ``sparsify`` the row keeps only them (others set to 0)
     and mask[i, j] is 1 exactly on the kept columns. With ``count`` a kept
     non-zero entry adds one to fired[j] and sets last_fired[j] = count_after
-    (training-time firing statistics).
+    (training-time firing statistics). With ``sparsify`` and ``keep_dense``,
+    dense[i] receives the row as it was before sparsifying (AuxK reads it).
     """
     flag = cuda.shared.array(1, int64)
     sv = cuda.shared.array(ROW_BLOCK, float64)
@@ -688,9 +698,148 @@ def topk_rows_kernel(X, rows, width, k, values, indices, mask, sparsify, fired, 
                         last_fired[c] = count_after
             cuda.syncthreads()
             for j in range(tid, width, ROW_BLOCK):
+                if keep_dense:
+                    dense[i, j] = X[i, j]
                 if mask[i, j] == 0:
                     X[i, j] = 0
             cuda.syncthreads()
+
+
+@cuda.jit(cache=True)
+def auxk_kernel(code, target, out, logits, W, rows, width, d, aux_k, aux_weight, dead_after,
+                last_fired, samples, code_act, slope, values, indices, code_delta, grad,
+                partials, step, slot0, status):
+    """AuxK (Gao et al. 2024): dead units reconstruct the residual (the CPU's ``_auxk``).
+
+    One block per row (grid-stride over rows); launch exactly ``AUX_GRID``
+    blocks, since each writes one loss slot. A unit j is dead when
+    ``samples - last_fired[j] >= dead_after``, with the counters already
+    updated by this step's top-k (as the CPU evaluates it). Row i of ``code``
+    holds the dense code (after the activation, before the top-k:
+    topk_rows_kernel's ``dense``). Its ``aux_k`` largest entries among dead
+    units (ties: lower column first; fewer when fewer units are dead) go to
+    values[i] / indices[i] (index -1 past the last) and decode through those
+    rows of W (the output layer's weights, no bias) to e_hat. The residual
+    e = target - x_hat (x_hat = sigmoid(out) with ``logits``, else out) is a
+    constant. The row adds aux_weight * sum_c (e - e_hat)^2 / (rows d) to the
+    loss (nothing when no unit is dead, as on the CPU), and writes:
+
+    * grad[i, c] = -2 aux_weight / (rows d) (e - e_hat)[c], the gradient with
+      respect to e_hat (0 when no unit is dead);
+    * code[i]: the selected values, zeros elsewhere, so that code^T grad is
+      the output weights' gradient (a GEMM, see add_kernel);
+    * code_delta[i, j] = (grad[i] . W[j]) act'(v_j) at the selected units
+      (act' written through the dense value v_j, ``code_act`` the code's
+      activation), zeros elsewhere: the code delta that act_grad_kernel adds
+      after the top-k mask (its ``extra``).
+
+    Selected entries equal to 0 add nothing, as on the CPU. Each block's part
+    of the loss (scaled as above) goes to partials[step, slot0 + blockIdx.x]. A non-finite AuxK loss is
+    not flagged here: as on the CPU, it shows up in the gradient check.
+    """
+    flag = cuda.shared.array(1, int64)
+    sv = cuda.shared.array(ROW_BLOCK, float64)
+    si = cuda.shared.array(ROW_BLOCK, int64)
+    lbuf = cuda.shared.array(ROW_BLOCK, float64)
+    if _block_flag(flag, status) != 0:
+        return
+    tid = cuda.threadIdx.x
+    scale = 2.0 * aux_weight / (rows * d)
+    lsum = 0.0
+    for i in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
+        # 1. rounds of block-wide arg-max over the dead units (as in topk_rows_kernel);
+        # once a round finds none, the later ones have none either
+        prev_v = math.inf
+        prev_i = int64(-1)
+        found = True
+        for t in range(aux_k):
+            best_v = -math.inf
+            best_i = int64(-1)
+            if found:
+                for j in range(tid, width, ROW_BLOCK):
+                    if samples - last_fired[j] >= dead_after:
+                        v = float64(code[i, j])
+                        if v < prev_v or (v == prev_v and j > prev_i):
+                            if best_i < 0 or v > best_v or (v == best_v and j < best_i):
+                                best_v = v
+                                best_i = j
+            sv[tid] = best_v
+            si[tid] = best_i
+            cuda.syncthreads()
+            s = ROW_BLOCK // 2
+            while s > 0:
+                if tid < s:
+                    ov = sv[tid + s]
+                    oi = si[tid + s]
+                    if oi >= 0 and (si[tid] < 0 or ov > sv[tid]
+                                    or (ov == sv[tid] and oi < si[tid])):
+                        sv[tid] = ov
+                        si[tid] = oi
+                cuda.syncthreads()
+                s //= 2
+            prev_v = sv[0]
+            prev_i = si[0]
+            found = prev_i >= 0
+            if tid == 0:
+                values[i, t] = prev_v if found else 0.0
+                indices[i, t] = prev_i
+            cuda.syncthreads()
+        # 2. the dense row has been read: it becomes the selected values alone
+        for j in range(tid, width, ROW_BLOCK):
+            code[i, j] = 0
+            code_delta[i, j] = 0
+        # 3. e_hat, the squared error and its gradient, threads over features (the
+        # dead set is the same for every row: without dead units AuxK is off this step)
+        any_dead = indices[i, 0] >= 0
+        for c in range(tid, d, ROW_BLOCK):
+            if not any_dead:
+                grad[i, c] = 0
+                continue
+            e_hat = 0.0
+            for t in range(aux_k):
+                j = indices[i, t]
+                if j < 0:
+                    break
+                v = float64(values[i, t])
+                if v != 0.0:
+                    e_hat += v * float64(W[j, c])
+            o = float64(out[i, c])
+            x_hat = _sigmoid(o) if logits else o
+            diff = (float64(target[i, c]) - x_hat) - e_hat
+            lsum += diff * diff
+            grad[i, c] = -scale * diff
+        cuda.syncthreads()
+        # 4. the code delta of each selected unit, threads over units
+        for t in range(tid, aux_k, ROW_BLOCK):
+            j = indices[i, t]
+            v = float64(values[i, t])
+            if j >= 0 and v != 0.0:
+                acc = 0.0
+                for c in range(d):
+                    acc += float64(grad[i, c]) * float64(W[j, c])
+                code[i, j] = values[i, t]
+                code_delta[i, j] = acc * _derivative(v, code_act, slope)
+        cuda.syncthreads()
+    lbuf[tid] = lsum
+    total = _block_sum(lbuf, tid, ROW_BLOCK)
+    if tid == 0:
+        partials[step, slot0 + cuda.blockIdx.x] = aux_weight * total / (rows * d)
+
+
+@cuda.jit(cache=True)
+def add_kernel(y, x, rows, cols, status):
+    """y[:rows, :cols] += x[:rows, :cols] (skipped when status is set).
+
+    Adds a gradient computed on its own (AuxK's output-weight gradient, a
+    GEMM into scratch) to the one of the main loss, in a fixed order.
+    """
+    if status[0] != 0:
+        return
+    n = rows * cols
+    for p in range(cuda.grid(1), n, cuda.gridsize(1)):
+        i = p // cols
+        j = p - i * cols
+        y[i, j] = y[i, j] + x[i, j]
 
 
 @cuda.jit(cache=True)
@@ -1406,8 +1555,10 @@ def topk(X, k):
     indices = cuda.device_array((rows, k), dtype=np.int64)
     dummy8 = cuda.device_array((1, 1), dtype=np.uint8)
     dummy = cuda.device_array(1, dtype=np.int64)
+    no_dense = cuda.device_array((1, 1), dtype=dX.dtype)
     status = cuda.to_device(np.zeros(2, dtype=np.int64))
     if rows:
         topk_rows_kernel[min(rows, MAX_GRID), ROW_BLOCK](
-            dX, rows, width, k, values, indices, dummy8, False, dummy, dummy, 0, False, status)
+            dX, rows, width, k, values, indices, dummy8, False, dummy, dummy, 0, False,
+            no_dense, False, status)
     return values.copy_to_host(), indices.copy_to_host()

@@ -38,11 +38,26 @@ together the kernels of :mod:`aefast._kernels.cuda`:
   per row (zeros elsewhere) and the next GEMM reads the whole block, instead
   of the CPU's sparse decode through k rows of the weights; the backward pass
   masks the code's delta to the selected units, so the gradients are the
-  CPU's. AuxK is not supported on the GPU (clear error).
-* Small networks (``batch_size * n_params <= FUSED_MAX_WORK``, no TopK, data
-  on the device) are launch-bound: a call then runs in one launch of
-  ``train_small_kernel``, a single-block trainer whose phases are separated by
-  barriers, with the same semantics (``fused=`` forces either path).
+  CPU's.
+* AuxK (``TopK(aux_k=...)``, a single decoder layer): in training the top-k
+  kernel also saves the dense code (after the activation, before the top-k)
+  to ``ws.aux_code``. After the loss, ``auxk_kernel`` (one block per row)
+  picks each row's ``aux_k`` largest dense values among dead units (samples
+  since last fired >= ``dead_after``, counted after this step's firings, as
+  on the CPU), decodes them through the output weights into an estimate of
+  the residual, adds its loss to the step's partials (hence to the reported
+  loss) and leaves the gradient of that estimate (``ws.aux_grad``), the code
+  delta of the picked units (``ws.aux_delta``, through the code activation's
+  derivative at the dense value) and the picked values alone
+  (``ws.aux_code``). Backward, ``aux_code^T aux_grad`` (a GEMM into scratch,
+  then ``add_kernel``) joins the output weights' gradient, and
+  ``act_grad_kernel`` adds ``aux_delta`` to the code's delta after the top-k
+  mask, so the encoder's bias and weight gradients include it.
+* Small networks (``batch_size * n_params <= FUSED_MAX_WORK``, no TopK, hence
+  no AuxK, data on the device) are launch-bound: a call then runs in one
+  launch of ``train_small_kernel``, a single-block trainer whose phases are
+  separated by barriers, with the same semantics (``fused=`` forces either
+  path).
 * Corruption uses numba.cuda.random (xoroshiro128+) states seeded from the
   model's noise generator: reproducible, but a different noise stream from
   the CPU's, so denoising fits agree with the CPU in distribution, not value.
@@ -134,7 +149,8 @@ class CUDARegularization:
     a random ``seed`` replaces the bit generator) with the same Python
     interface: ``encode_k``, ``fired``, ``since_fired``, ``reset_fired`` and
     the settable ``kl_weight``. The firing counters live on the device and are
-    copied back at the end of every ``train_batches`` call.
+    copied back at the end of every ``train_batches`` call; AuxK's dead units
+    are read from them on the device (``since_fired = samples - last fired``).
 
     A VAE (``gaussian=True``) draws its eps with numba.cuda.random from the
     same device states as the corruption (seeded from ``seed``), so its noise
@@ -159,11 +175,9 @@ class CUDARegularization:
             raise ValueError("TopK needs 1 <= k, encode_k <= n_code")
         if corruption != 0 and seed is None:
             raise ValueError("corruption needs a seed")
-        if aux_k:
-            raise NotImplementedError(
-                "TopK(aux_k=...) (AuxK) is not supported on device='cuda' yet; use "
-                "device='cpu' or drop aux_k")
         is_topk = sparsity == SPARSITY_CODES["topk"]
+        if aux_k and (not is_topk or not 1 <= aux_k <= n_code or dead_after < 1):
+            raise ValueError("AuxK needs TopK, 1 <= aux_k <= n_code and dead_after >= 1")
         self.code_block = int(code_block)
         self.sparsity = int(sparsity)
         self.weight = float(weight)
@@ -171,6 +185,9 @@ class CUDARegularization:
         self.k = int(k) if is_topk else 0
         self.encode_k = int(encode_k) if is_topk else 0
         self.normalize_decoder = bool(normalize_decoder) and is_topk
+        self.aux_k = int(aux_k) if is_topk else 0
+        self.aux_weight = float(aux_weight)
+        self.dead_after = int(dead_after)
         self.corruption = int(corruption)
         self.level = float(level)
         self.low = float(low)
@@ -297,6 +314,12 @@ class _Workspace:
         self.idx = cuda.device_array((rows, kmax), dtype=np.int64)
         self.vals = cuda.device_array((rows, kmax), dtype=dtype)
         self.res = cuda.device_array(rows, dtype=np.float64)
+        if reg.aux_k:  # the dense code (then AuxK's picks), their code delta and selection
+            self.aux_code = cuda.device_array((rows, n_code), dtype=dtype)
+            self.aux_delta = cuda.device_array((rows, n_code), dtype=dtype)
+            self.aux_grad = cuda.device_array((rows, sizes[-1]), dtype=dtype)
+            self.aux_vals = cuda.device_array((rows, reg.aux_k), dtype=dtype)
+            self.aux_idx = cuda.device_array((rows, reg.aux_k), dtype=np.int64)
         if backend.vae:  # z, its eps and its delta; each row's KL at inference
             nl = backend.n_latent
             self.z = cuda.device_array((rows, nl), dtype=dtype)
@@ -310,6 +333,9 @@ class _Workspace:
             if backend.vae:
                 self.cp_z = cp.asarray(self.z)
                 self.cp_dz = cp.asarray(self.dz)
+            if reg.aux_k:
+                self.cp_aux_code = cp.asarray(self.aux_code)
+                self.cp_aux_grad = cp.asarray(self.aux_grad)
 
     def layer_input(self, backend, l):
         """The block that layer l reads (a VAE's first decoder layer: z), and its CuPy view."""
@@ -373,6 +399,8 @@ class CUDABackend:
         if self.reg.code_block >= self.L or (
                 self.reg.k and self.sizes[self.reg.code_block] < max(self.reg.k, self.reg.encode_k)):
             raise ValueError("the regularization does not fit this network")
+        if self.reg.aux_k and self.reg.code_block != self.L - 1:
+            raise ValueError("AuxK needs the code to feed the output layer directly")
         self._check_vae(net)
         n = net.n_params
         self.n_params = n
@@ -400,13 +428,21 @@ class CUDABackend:
         self.d_status = cuda.to_device(np.zeros(2, dtype=np.int64))
         self.dummy_mask = cuda.device_array((1, 1), dtype=np.uint8)
         self.dummy_i64 = cuda.to_device(np.zeros(1, dtype=np.int64))
+        self.dummy_block = cuda.device_array((1, 1), dtype=self.dtype)
+        if self.reg.aux_k:  # scratch of AuxK's output-weight gradient
+            self.aux_gW = cuda.device_array((self.n_code, self.sizes[-1]), dtype=self.dtype)
+            if self.cp is not None:
+                self.cp_aux_gW = self.cp.asarray(self.aux_gW)
         # per-step partial sums: loss blocks, code-penalty blocks, weight-penalty blocks
-        # (a VAE adds one KL slot per block of the sampling kernel)
+        # (a VAE adds one KL slot per block of the sampling kernel, AuxK one per block
+        # of auxk_kernel, both before the weight penalty's)
         self.n_loss_slots = K._cols_grid(self.sizes[-1])
         self.n_code_slots = K._cols_grid(self.n_code) if self.reg.sparsity in (1, 2) else 0
         self.n_kl_slots = K.RNG_GRID if self.vae else 0
+        self.n_aux_slots = K.AUX_GRID if self.reg.aux_k else 0
         self.pen_grid = K._grid(n)
-        self.n_slots = self.n_loss_slots + self.n_code_slots + self.n_kl_slots + self.pen_grid
+        self.n_slots = (self.n_loss_slots + self.n_code_slots + self.n_kl_slots
+                        + self.n_aux_slots + self.pen_grid)
         # Gaussian likelihood: the learned log-variances (views of the flat buffers) or
         # placeholders beside the fixed one
         self.obs_learned = self.loss_code == K.LOSS_GAUSS and self.reg.obs_off >= 0
@@ -537,9 +573,11 @@ class CUDABackend:
             if k > 0 and l + 1 == cb:
                 fired, last_fired = (self.reg.device_counters() if count
                                      else (self.dummy_i64, self.dummy_i64))
+                keep_dense = count and self.reg.aux_k > 0  # AuxK reads it (training)
                 K.topk_rows_kernel[max(1, min(rows, K.MAX_GRID)), K.ROW_BLOCK](
                     ws.acts[cb], rows, self.sizes[cb], k, ws.vals, ws.idx, ws.mask, True,
-                    fired, last_fired, count_after, count, self.d_status)
+                    fired, last_fired, count_after, count,
+                    ws.aux_code if keep_dense else self.dummy_block, keep_dense, self.d_status)
 
     # ----------------------------------------------------------------- training
     @_quiet
@@ -619,6 +657,7 @@ class CUDABackend:
                 losses = (data + self.reg.kl_weight * kl) / rows_arr
             else:
                 losses = data / (rows_arr * sizes[-1])
+            # code penalty, then AuxK and the weight penalty (the slots after the KL's)
             losses += parts[:, nl:nl + nc].sum(axis=1) + parts[:, nl + nc + nk:].sum(axis=1)
             batch_losses[:steps] = losses
         self._finish_call(state, steps)
@@ -721,6 +760,16 @@ class CUDABackend:
             K.code_penalty_kernel[self.n_code_slots, (K.COL_X, K.COL_Y)](
                 ws.acts[cb], rows, sizes[cb], reg.sparsity, reg.weight, reg.target,
                 self.d_pgrad, self.d_partials, s, self.n_loss_slots, status)
+        aux_slot0 = self.n_loss_slots + self.n_code_slots + self.n_kl_slots
+        if reg.aux_k:
+            # AuxK on the dense code that the top-k kernel saved (ws.aux_code); dead units
+            # come from the counters it has just updated (this step's firings count)
+            _, last_fired = reg.device_counters()
+            K.auxk_kernel[K.AUX_GRID, K.ROW_BLOCK](
+                ws.aux_code, target, out, self.loss_code == K.LOSS_BCE, self.W[L - 1], rows,
+                sizes[cb], n_out, reg.aux_k, reg.aux_weight, reg.dead_after, last_fired,
+                reg.samples, self.acts[cb - 1], self.slope, ws.aux_vals, ws.aux_idx,
+                ws.aux_delta, ws.aux_grad, self.d_partials, s, aux_slot0, status)
         # 4. backward
         cp = self.cp
         for l in range(L - 1, -1, -1):
@@ -730,6 +779,16 @@ class CUDABackend:
                 cp.matmul(cp_h[:rows].T, ws.cp_deltas[l][:rows], out=self.cp_gW[l])
             else:
                 K.launch_gemm(h, ws.deltas[l], self.gW[l], n_in, n_o, rows, ta=True)
+            if reg.aux_k and l == L - 1:
+                # AuxK's part of the output weights' gradient: selected values^T grad
+                if cp is not None:
+                    cp.matmul(ws.cp_aux_code[:rows].T, ws.cp_aux_grad[:rows],
+                              out=self.cp_aux_gW)
+                else:
+                    K.launch_gemm(ws.aux_code, ws.aux_grad, self.aux_gW, n_in, n_o, rows,
+                                  ta=True)
+                K.add_kernel[K._grid(n_in * n_o), K.BLOCK](self.gW[l], self.aux_gW, n_in, n_o,
+                                                           status)
             if l > 0:
                 # the delta of the layer's input: of z for a VAE's first decoder layer
                 sampled = self.vae and l == cb
@@ -748,20 +807,21 @@ class CUDABackend:
                     K.act_grad_kernel[K._cols_grid(sizes[cb]), (K.COL_X, K.COL_Y)](
                         ws.deltas[cb - 1], ws.acts[cb], rows, sizes[cb], K.ACT_IDENTITY,
                         self.slope, 0, 0.0, self.d_pgrad, self.dummy_mask, False,
-                        self.gb[cb - 1], status)
+                        self.dummy_block, False, self.gb[cb - 1], status)
                     continue
                 at_code = l == cb
                 pen = reg.sparsity if at_code and reg.sparsity in (1, 2) else 0
                 use_mask = at_code and reg.k > 0
+                use_aux = at_code and reg.aux_k > 0  # AuxK's delta reaches unselected units
                 K.act_grad_kernel[K._cols_grid(n_in), (K.COL_X, K.COL_Y)](
                     ws.deltas[l - 1], ws.acts[l], rows, n_in, self.acts[l - 1], self.slope,
                     pen, reg.weight, self.d_pgrad, ws.mask if use_mask else self.dummy_mask,
-                    use_mask, self.gb[l - 1], status)
+                    use_mask, ws.aux_delta if use_aux else self.dummy_block, use_aux,
+                    self.gb[l - 1], status)
         # 5. weight penalties and the gradient check; 6. the update
         K.penalty_check_kernel[self.pen_grid, K.BLOCK](
             self.d_params, self.d_grads, self.n_params, self.d_wmask, float(weight_decay),
-            float(weight_l1), self.d_partials, s,
-            self.n_loss_slots + self.n_code_slots + self.n_kl_slots, status)
+            float(weight_l1), self.d_partials, s, aux_slot0 + self.n_aux_slots, status)
         opt = optimizer
         step_size = opt.learning_rate / (1.0 - opt.beta_1 ** t)
         inv_sqrt_bc2 = 1.0 / math.sqrt(1.0 - opt.beta_2 ** t)
