@@ -450,15 +450,23 @@ AE_DISPATCH(int, ae_topk_row_d_impl, (const double *x, ptrdiff_t n, ptrdiff_t k,
                                        double *values, int64_t *indices),
             (x, n, k, values, indices))
 
+#ifdef AE_TOPK_MASKED
+/* Whether float32 rows take ae_topk_sorted_f_masked: AVX-512 and small k. */
+static int ae_topk_masked_ok(ptrdiff_t k)
+{
+    static int level = -1; /* a benign race: every thread stores the same */
+    if (level < 0)
+        level = ae_cpu_level();
+    return level == 2 && 2 * k <= AE_TOPK_CANDIDATES;
+}
+#endif
+
 /* Top-k of a finite row (the training step's codes are finite). */
 static void ae_topk_row_f(const float *x, ptrdiff_t n, ptrdiff_t k, float *values,
                           int64_t *indices)
 {
 #ifdef AE_TOPK_MASKED
-    static int level = -1; /* a benign race: every thread stores the same */
-    if (level < 0)
-        level = ae_cpu_level();
-    if (level == 2 && 2 * k <= AE_TOPK_CANDIDATES) {
+    if (ae_topk_masked_ok(k)) {
         (void)ae_topk_sorted_f_masked(x, n, k, values, indices);
         return;
     }
@@ -472,10 +480,7 @@ static int ae_topk_row_checked_f(const float *x, ptrdiff_t n, ptrdiff_t k, float
                                  int64_t *indices)
 {
 #ifdef AE_TOPK_MASKED
-    static int level = -1; /* a benign race: every thread stores the same */
-    if (level < 0)
-        level = ae_cpu_level();
-    if (level == 2 && 2 * k <= AE_TOPK_CANDIDATES)
+    if (ae_topk_masked_ok(k))
         return ae_topk_sorted_f_masked(x, n, k, values, indices);
 #endif
     if (!ae_all_finite_f(x, n))

@@ -635,6 +635,30 @@ def normalize_rows_kernel(W, rows, cols, status):
                 W[i, j] = W[i, j] * inv
 
 
+@cuda.jit(device=True)
+def _block_argmax(sv, si, tid, v, i):
+    """The block's best (value, index) of each thread's candidate (v, i).
+
+    Index -1 means no candidate; a higher value wins, and among equal values
+    the lower index (the top-k order). sv / si are shared arrays of
+    ROW_BLOCK entries; every thread of the block must call this.
+    """
+    sv[tid] = v
+    si[tid] = i
+    cuda.syncthreads()
+    s = ROW_BLOCK // 2
+    while s > 0:
+        if tid < s:
+            ov = sv[tid + s]
+            oi = si[tid + s]
+            if oi >= 0 and (si[tid] < 0 or ov > sv[tid] or (ov == sv[tid] and oi < si[tid])):
+                sv[tid] = ov
+                si[tid] = oi
+        cuda.syncthreads()
+        s //= 2
+    return sv[0], si[0]
+
+
 @cuda.jit(cache=True)
 def topk_rows_kernel(X, rows, width, k, values, indices, mask, sparsify, fired, last_fired,
                      count_after, count, dense, keep_dense, status):
@@ -665,22 +689,7 @@ def topk_rows_kernel(X, rows, width, k, values, indices, mask, sparsify, fired, 
                     if best_i < 0 or v > best_v or (v == best_v and j < best_i):
                         best_v = v
                         best_i = j
-            sv[tid] = best_v
-            si[tid] = best_i
-            cuda.syncthreads()
-            s = ROW_BLOCK // 2
-            while s > 0:
-                if tid < s:
-                    ov = sv[tid + s]
-                    oi = si[tid + s]
-                    if oi >= 0 and (si[tid] < 0 or ov > sv[tid]
-                                    or (ov == sv[tid] and oi < si[tid])):
-                        sv[tid] = ov
-                        si[tid] = oi
-                cuda.syncthreads()
-                s //= 2
-            prev_v = sv[0]
-            prev_i = si[0]
+            prev_v, prev_i = _block_argmax(sv, si, tid, best_v, best_i)
             if tid == 0:
                 values[i, t] = prev_v if prev_i >= 0 else 0.0
                 indices[i, t] = prev_i
@@ -763,22 +772,7 @@ def auxk_kernel(code, target, out, logits, W, rows, width, d, aux_k, aux_weight,
                             if best_i < 0 or v > best_v or (v == best_v and j < best_i):
                                 best_v = v
                                 best_i = j
-            sv[tid] = best_v
-            si[tid] = best_i
-            cuda.syncthreads()
-            s = ROW_BLOCK // 2
-            while s > 0:
-                if tid < s:
-                    ov = sv[tid + s]
-                    oi = si[tid + s]
-                    if oi >= 0 and (si[tid] < 0 or ov > sv[tid]
-                                    or (ov == sv[tid] and oi < si[tid])):
-                        sv[tid] = ov
-                        si[tid] = oi
-                cuda.syncthreads()
-                s //= 2
-            prev_v = sv[0]
-            prev_i = si[0]
+            prev_v, prev_i = _block_argmax(sv, si, tid, best_v, best_i)
             found = prev_i >= 0
             if tid == 0:
                 values[i, t] = prev_v if found else 0.0
