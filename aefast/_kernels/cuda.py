@@ -636,6 +636,20 @@ def normalize_rows_kernel(W, rows, cols, status):
 
 
 @cuda.jit(device=True)
+def _next_best(v, j, prev_v, prev_i, best_v, best_i):
+    """(best_v, best_i) updated with candidate (v, j) for the next top-k round.
+
+    Only candidates that come after the previous round's pick in the top-k
+    order (smaller value, or equal value and higher index) take part; among
+    them a higher value wins, then the lower index. best_i -1: none yet.
+    """
+    if v < prev_v or (v == prev_v and j > prev_i):
+        if best_i < 0 or v > best_v or (v == best_v and j < best_i):
+            return v, j
+    return best_v, best_i
+
+
+@cuda.jit(device=True)
 def _block_argmax(sv, si, tid, v, i):
     """The block's best (value, index) of each thread's candidate (v, i).
 
@@ -684,11 +698,7 @@ def topk_rows_kernel(X, rows, width, k, values, indices, mask, sparsify, fired, 
             best_v = -math.inf
             best_i = int64(-1)
             for j in range(tid, width, ROW_BLOCK):
-                v = float64(X[i, j])
-                if v < prev_v or (v == prev_v and j > prev_i):
-                    if best_i < 0 or v > best_v or (v == best_v and j < best_i):
-                        best_v = v
-                        best_i = j
+                best_v, best_i = _next_best(float64(X[i, j]), j, prev_v, prev_i, best_v, best_i)
             prev_v, prev_i = _block_argmax(sv, si, tid, best_v, best_i)
             if tid == 0:
                 values[i, t] = prev_v if prev_i >= 0 else 0.0
@@ -767,11 +777,8 @@ def auxk_kernel(code, target, out, logits, W, rows, width, d, aux_k, aux_weight,
             if found:
                 for j in range(tid, width, ROW_BLOCK):
                     if samples - last_fired[j] >= dead_after:
-                        v = float64(code[i, j])
-                        if v < prev_v or (v == prev_v and j > prev_i):
-                            if best_i < 0 or v > best_v or (v == best_v and j < best_i):
-                                best_v = v
-                                best_i = j
+                        best_v, best_i = _next_best(float64(code[i, j]), j, prev_v, prev_i,
+                                                    best_v, best_i)
             prev_v, prev_i = _block_argmax(sv, si, tid, best_v, best_i)
             found = prev_i >= 0
             if tid == 0:
