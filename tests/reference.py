@@ -78,6 +78,12 @@ def orthonormalize_rows_ref(W):
     return (Q * np.sign(np.diag(R))).T
 
 
+def polar_factor_ref(T):
+    """Orthogonal polar factor ``U V^T`` of ``T = U S V^T`` by LAPACK SVD."""
+    U, _, Vt = np.linalg.svd(np.asarray(T, dtype=np.float64))
+    return U @ Vt
+
+
 def block_oja_ref(W, X, mean, etas):
     """One block-Oja step ``W <- QR(W + X_c^T diag(eta) X_c W)`` on rows of W.
 

@@ -178,3 +178,55 @@ def test_orthonormalize_rows_flags_dependent_rows():
     cpu.orthonormalize_rows(W, out)
     np.testing.assert_allclose(out[0], [1.0, 0.0, 0.0])
     assert np.isnan(out[1]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("n,d,k", SIZES)
+def test_block_oja_scale_and_basis_match_reference(n, d, k, dtype, order):
+    # the two kernels of the CPU block step, chained as OjaPCA does, against the
+    # whole step in float64: orth(W + X_c^T diag(eta) X_c W^T) with X_c = X - mean
+    X, mean, W, etas = _inputs(n, d, k, dtype, order, seed=n + d + k)
+    mean64 = mean.astype(np.float64)
+    Z = X @ W.T
+    E = np.full_like(Z, np.nan)
+    esum = np.full(k, np.nan)
+    cpu.block_oja_scale(Z, W.astype(np.float64) @ mean64, etas, E, esum)
+    Zc = (X.astype(np.float64) - mean64) @ W.T.astype(np.float64)
+    np.testing.assert_allclose(E, Zc * etas.astype(np.float64)[:, None], **_tol(dtype))
+    np.testing.assert_allclose(esum, E.astype(np.float64).sum(axis=0), rtol=1e-12, atol=1e-12)
+    out = np.full((k, d), np.nan)
+    cpu.block_oja_basis(W, X.T @ E, mean64, esum, out)
+    np.testing.assert_allclose(out, ref.block_oja_ref(W, X, mean, etas), **_tol(dtype))
+    np.testing.assert_allclose(out @ out.T, np.eye(k), atol=1e-12)
+
+
+def test_block_oja_basis_flags_non_finite_updates():
+    W = np.eye(2, 4)
+    G = np.zeros((4, 2))
+    G[1, 0] = np.nan
+    out = np.empty((2, 4))
+    cpu.block_oja_basis(W, G, np.zeros(4), np.zeros(2), out)
+    assert np.isnan(out).all()  # row 0 is NaN, row 1 is projected on it
+
+
+@pytest.mark.parametrize("k,angle", [(1, 0.3), (3, 1e-6), (7, 0.5), (16, 1.2)])
+def test_polar_factor_matches_svd(k, angle):
+    # T = B_old B_new^T for two orthonormal bases a rotation apart: singular
+    # values are the cosines of the principal angles, as in OjaPCA
+    rng = np.random.default_rng(k)
+    d = 4 * k
+    Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    B_old = Q[:k]
+    B_new = np.cos(angle) * B_old + np.sin(angle) * np.diag(rng.uniform(0.2, 1, k)) @ Q[k : 2 * k]
+    B_new = np.linalg.qr(B_new.T)[0].T
+    T = B_old @ B_new.T
+    out = np.full((k, k), np.nan)
+    assert cpu.polar_factor(T, out)
+    np.testing.assert_allclose(out, ref.polar_factor_ref(T), atol=1e-11)
+    np.testing.assert_allclose(out.T @ out, np.eye(k), atol=1e-12)
+
+
+def test_polar_factor_reports_a_singular_matrix():
+    T = np.diag([1.0, 0.5, 0.0])  # rank-deficient: no unique polar factor
+    assert not cpu.polar_factor(T, np.empty((3, 3)))

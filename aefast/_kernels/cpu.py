@@ -54,6 +54,9 @@ __all__ = [
     "subspace_chunk",
     "chunk_moments",
     "orthonormalize_rows",
+    "block_oja_scale",
+    "block_oja_basis",
+    "polar_factor",
 ]
 
 _FM_REDUCE = {"reassoc", "contract"}
@@ -378,3 +381,120 @@ def orthonormalize_rows(W, out):
             inv = 1.0 / nrm if nrm > 0.0 else np.nan
             for l in range(d):
                 out[j, l] *= inv
+
+
+@numba.njit(cache=True, fastmath=_FM_REDUCE, nogil=True)
+def block_oja_scale(Z, mp, etas, E, esum):
+    """Centred projections scaled by the learning rates, and their column sums.
+
+    ``E[i, j] = (Z[i, j] - mp[j]) * etas[i]`` and ``esum[j] = sum_i E[i, j]``
+    (accumulated in float64), where ``Z = X W^T`` of the uncentred chunk and
+    ``mp = W mean``: the right-hand side of the block-Oja GEMM ``X^T E``. The
+    CPU twin of ``block_oja_scale_kernel`` in :mod:`aefast._kernels.cuda`.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, k)
+    mp : ndarray of shape (k,), float64
+    etas : ndarray of shape (n,)
+    E : ndarray of shape (n, k)
+        Receives the scaled projections (the dtype of the GEMM).
+    esum : ndarray of shape (k,), float64
+        Receives the column sums of ``E`` (as stored).
+    """
+    n, k = Z.shape
+    for j in range(k):
+        esum[j] = 0.0
+    for i in range(n):
+        eta = np.float64(etas[i])
+        for j in range(k):
+            e = (np.float64(Z[i, j]) - mp[j]) * eta
+            E[i, j] = e
+            esum[j] += np.float64(E[i, j])
+
+
+@numba.njit(cache=True, fastmath=_FM_REDUCE, nogil=True)
+def block_oja_basis(W, G, mean, esum, out):
+    """Orthonormal rows of the block-Oja update, from its GEMM part, in float64.
+
+    Forms ``W + G^T - esum mean^T`` (``G = X^T E`` of the uncentred chunk,
+    ``esum`` the column sums of ``E``, so the mean correction turns it into
+    ``X_c^T E`` without a centred copy of ``X``) and orthonormalises its rows
+    as :func:`orthonormalize_rows` does, in one pass over ``G`` instead of the
+    four NumPy calls and the transposed copy it replaces. A non-finite ``G``
+    gives NaN rows.
+
+    Parameters
+    ----------
+    W : ndarray of shape (k, d)
+        Current weights (rows).
+    G : ndarray of shape (d, k)
+        ``X^T E``.
+    mean : ndarray of shape (d,)
+        The mean subtracted from the chunk (zeros without centring).
+    esum : ndarray of shape (k,)
+        Column sums of ``E``.
+    out : ndarray of shape (k, d), float64
+        Receives the orthonormal rows.
+    """
+    k, d = W.shape
+    for j in range(k):
+        ej = esum[j]
+        for l in range(d):
+            out[j, l] = np.float64(W[j, l]) + np.float64(G[l, j]) - ej * mean[l]
+    orthonormalize_rows(out, out)
+
+
+@numba.njit(cache=True, nogil=True)
+def polar_factor(T, out):
+    """Orthogonal polar factor ``U V^T`` of a square ``T = U S V^T`` (Newton-Schulz).
+
+    Iterates ``X <- X (3 I - X^T X) / 2`` from ``X = T``, which converges
+    quadratically to the polar factor when the singular values of ``T`` lie
+    in ``(0, sqrt(3))``, as those of a product of two orthonormal bases do
+    (cosines of principal angles): a few k x k products instead of a LAPACK
+    SVD, whose call overhead dominated on 16 x 16.
+
+    Parameters
+    ----------
+    T : ndarray of shape (k, k), float64
+        The matrix, with singular values in ``(0, 1]`` in practice.
+    out : ndarray of shape (k, k), float64
+        Receives the polar factor.
+
+    Returns
+    -------
+    converged : bool
+        False when ``||X^T X - I||_F`` did not drop below ``1e-12`` within 100
+        iterations (a singular value near 0 or above ``sqrt(3)``); the caller
+        then falls back to an SVD.
+    """
+    k = T.shape[0]
+    X = T.copy()
+    A = np.empty((k, k))
+    for _ in range(100):
+        # A = X^T X - I, err = ||A||_F
+        err = 0.0
+        for i in range(k):
+            for j in range(k):
+                s = 0.0
+                for r in range(k):
+                    s += X[r, i] * X[r, j]
+                if i == j:
+                    s -= 1.0
+                A[i, j] = s
+                err += s * s
+        if not np.isfinite(err):
+            break
+        if err < 1e-24:
+            out[:, :] = X
+            return True
+        # X <- X (I - A / 2) = X (3 I - X^T X) / 2
+        for r in range(k):
+            for j in range(k):
+                s = X[r, j]
+                for i in range(k):
+                    s -= 0.5 * X[r, i] * A[i, j]
+                out[r, j] = s
+        X[:, :] = out
+    return False

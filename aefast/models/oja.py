@@ -632,7 +632,7 @@ class OjaPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # small at d = 20,000, n = 1,000)
         r = min(d, kk + max(10, kk))
         dtype = X.dtype
-        Q = np.linalg.qr(rng.standard_normal((d, r)))[0]
+        Q = _orth_rows(rng.standard_normal((d, r)).T).T
         prev = None
         for it in range(_WARM_START_MAX_ITER + 1):
             P = self._project_centred(X, np.ascontiguousarray(Q.T, dtype=dtype), mean)  # (n, r)
@@ -775,14 +775,19 @@ class OjaPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # the learning rule
         W = self._W.copy()
         if self.method == "block":
+            W_new = np.empty(W.shape)
             if kern is _cpu:
-                Yc = Z - mean_k @ B.T if self.center else Z  # B == W for block
-                E = Yc * etas[:, np.newaxis]
+                # B == W for block: E = (X - mean) W^T diag(eta) from Z, then
+                # orth(W + (X^T E)^T - esum mean^T), centring and QR in one kernel
+                m = mean_new if self.center else np.zeros(d)
+                E = np.empty_like(Z)
+                esum = np.empty(len(W))
+                _cpu.block_oja_scale(Z, B64 @ m, etas, E, esum)
                 G = X.T @ E  # (d, k)
-                if self.center:
-                    G -= np.outer(mean_k, E.sum(axis=0))
-                G += W.T
-            W_new = B_new = _orth_rows(G.T) if np.all(np.isfinite(G)) else G.T
+                _cpu.block_oja_basis(W, G, m, esum, W_new)
+            else:  # the GPU already folded W and the mean into G
+                _cpu.orthonormalize_rows(np.ascontiguousarray(G.T), W_new)
+            B_new = W_new
         elif self.method == "gha":
             kern.gha_chunk(W, Xk, mean_k, etas)
             W_new = W
@@ -795,7 +800,7 @@ class OjaPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             W_new = W
             nrm = np.linalg.norm(W)
             B_new = W / nrm if np.isfinite(nrm) and nrm > 0 else W * np.nan
-        if not (np.all(np.isfinite(W_new)) and np.all(np.isfinite(B_new))):
+        if not (np.all(np.isfinite(W_new)) and (B_new is W_new or np.all(np.isfinite(B_new)))):
             raise TrainingDivergedError(
                 f"OjaPCA(method={self.method!r}) diverged: the weights became non-finite "
                 "on this chunk (learning rate too large for the scale of the data). The "
@@ -809,9 +814,11 @@ class OjaPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # B_old B_new^T), so the part of the basis that turned out of the old span
         # does not lose its variance
         T = B64 @ B_new.astype(np.float64).T
-        Ut, _, Vt = np.linalg.svd(T)
-        T = Ut @ Vt
-        M = T.T @ M @ T
+        polar = np.empty_like(T)
+        if not _cpu.polar_factor(T, polar):  # a singular value near 0: SVD instead
+            Ut, _, Vt = np.linalg.svd(T)
+            polar = Ut @ Vt
+        M = polar.T @ M @ polar
         return {
             "_W": W_new,
             "_B": B_new,
