@@ -39,9 +39,12 @@ rules are sequential in the samples and their inner loops are short (one row
 of ``d``), so they run single-threaded; GHA and the subspace rule fuse the
 next sample's ``y = W x`` into the update pass (about 1.4x). The block method
 is two skinny GEMMs per chunk and goes to BLAS from NumPy (see
-:mod:`aefast.models.oja`); its thin QR is ``orthonormalize_rows`` here, and
-``chunk_moments`` gives the running mean, the total variance and the NaN/inf
-check of a chunk in one pass.
+:mod:`aefast.models.oja`); around them ``block_oja_scale`` (centred, rate-scaled
+projections) and ``block_oja_basis`` (mean correction plus the thin QR of
+``orthonormalize_rows``) replace a dozen small NumPy calls, ``polar_factor``
+carries the projected scatter into the new basis, and ``chunk_moments`` gives
+the running mean, the total variance and the NaN/inf check of a chunk in one
+pass. These small kernels accumulate in float64 whatever the chunk's dtype.
 """
 
 import numba
