@@ -109,3 +109,59 @@ def test_load_refuses_a_plain_npy_file(tmp_path):
     np.save(path, np.zeros(3))
     with pytest.raises(aefast.ModelFileError, match="not an .npz"):
         aefast.load(path)
+
+
+# ------------------------------------------------------------------ OjaPCA: a stream checkpoint
+@pytest.mark.parametrize("method", ["block", "gha", "subspace", "oja"])
+def test_oja_checkpoint_resumes_the_stream_exactly(tmp_path, method):
+    # save mid-stream, load, continue: the same components as an uninterrupted
+    # stream, because the whole state (weights, projected scatter, clock, gap
+    # estimates) travels with the file
+    X = load_digits().data.astype(np.float32)
+    k = 1 if method == "oja" else 4
+    head, tail = X[:800], X[800:]
+    whole = aefast.OjaPCA(k, method=method, batch_size=200, random_state=0)
+    whole.partial_fit(head).partial_fit(tail)
+    part = aefast.OjaPCA(k, method=method, batch_size=200, random_state=0).partial_fit(head)
+    aefast.save(part, tmp_path / "oja")
+    loaded = aefast.load(tmp_path / "oja.npz")
+    assert type(loaded) is aefast.OjaPCA and loaded.get_params() == part.get_params()
+    np.testing.assert_array_equal(loaded.components_, part.components_)
+    np.testing.assert_array_equal(loaded.explained_variance_, part.explained_variance_)
+    np.testing.assert_array_equal(loaded.transform(X), part.transform(X))
+    assert loaded.n_samples_seen_ == part.n_samples_seen_
+    loaded.partial_fit(tail)
+    np.testing.assert_array_equal(loaded.components_, whole.components_)
+    np.testing.assert_array_equal(loaded.mean_, whole.mean_)
+    assert loaded.n_samples_seen_ == whole.n_samples_seen_ == len(X)
+
+
+def test_oja_file_keeps_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas")
+    X = load_digits().data[:300, :6]
+    df = pd.DataFrame(X, columns=[f"px{i}" for i in range(6)])
+    est = aefast.OjaPCA(2, batch_size=100, random_state=0).fit(df)
+    aefast.save(est, tmp_path / "o.npz")
+    with np.load(tmp_path / "o.npz", allow_pickle=False) as archive:
+        assert all(archive[name].dtype != object for name in archive.files)
+    loaded = aefast.load(tmp_path / "o.npz")
+    assert list(loaded.feature_names_in_) == list(df.columns)
+    assert list(loaded.get_feature_names_out()) == list(est.get_feature_names_out())
+
+
+def test_oja_refuses_a_bad_saved_state(tmp_path):
+    est = aefast.OjaPCA(2, batch_size=100, random_state=0).fit(load_digits().data[:300])
+    aefast.save(est, tmp_path / "o.npz")
+    for edit in (lambda m, a: a.update(W=a["W"][:1]),
+                 lambda m, a: a.update(M=np.full_like(a["M"], np.nan)),
+                 lambda m, a: m["state"].pop("_gap")):
+        _rewrite(tmp_path / "o.npz", tmp_path / "bad.npz", edit)
+        with pytest.raises(aefast.ModelFileError):
+            aefast.load(tmp_path / "bad.npz")
+
+
+def test_oja_with_a_callable_rate_cannot_be_saved(tmp_path):
+    est = aefast.OjaPCA(2, learning_rate=lambda t: 1e-3 / (1 + t), batch_size=100,
+                        random_state=0).fit(load_digits().data[:300])
+    with pytest.raises(TypeError, match="cannot be saved"):
+        aefast.save(est, tmp_path / "o.npz")

@@ -856,6 +856,65 @@ class OjaPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ).astype(self._dtype)
         self.mean_ = self._mean.astype(self._dtype)
 
+    # ------------------------------------------------------------------ saving
+    _SAVED_SCALARS = ("_n_eff", "_total", "_gap", "_lam_k", "_max_sq", "eigengap_")
+    _SAVED_ARRAYS = ("_W", "_B", "_M", "_mean")
+
+    def _get_fitted_state(self):
+        """(JSON-able dict, dict of arrays) for :func:`aefast.save`.
+
+        The whole streaming state is kept, not only the components, so a
+        loaded estimator continues with :meth:`partial_fit` exactly where the
+        saved one stopped (a checkpoint of a stream).
+        """
+        meta = {name: float(self.__dict__[name]) for name in self._SAVED_SCALARS}
+        meta.update(
+            dtype=np.dtype(self._dtype).name,
+            n_samples_seen=int(self.n_samples_seen_),
+            n_features_in=int(self.n_features_in_),
+            device=self.device_,
+        )
+        arrays = {name.lstrip("_"): self.__dict__[name] for name in self._SAVED_ARRAYS}
+        if hasattr(self, "feature_names_in_"):
+            arrays["feature_names_in"] = np.asarray(self.feature_names_in_, dtype=str)
+        return meta, arrays
+
+    def _set_fitted_state(self, meta, arrays):
+        """Rebuild the state written by :meth:`_get_fitted_state` (checked)."""
+        self._check_params()
+        dtype = check_dtype(meta["dtype"])
+        k, d = self.n_components, int(meta["n_features_in"])
+        if k > d:
+            raise ValueError(f"n_components={k} > n_features_in={d}")
+        shapes = {"W": (k, d), "B": (k, d), "M": (k, k), "mean": (d,)}
+        state = {}
+        for name, shape in shapes.items():
+            value = np.asarray(arrays[name])
+            if value.shape != shape:
+                raise ValueError(f"saved {name} has shape {value.shape}, expected {shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"saved {name} is not finite")
+            keep = dtype if name in ("W", "B") else np.float64
+            state["_" + name] = np.ascontiguousarray(value, dtype=keep)
+        for name in self._SAVED_SCALARS:
+            state[name] = float(meta[name])
+        state.update(
+            _dtype=dtype,
+            n_samples_seen_=int(meta["n_samples_seen"]),
+            n_components_=k,
+            n_features_in_=d,
+            # saved on a GPU, loaded where there is none: continue on the CPU
+            device_="cpu" if meta["device"] == "cpu" else check_device("auto"),
+        )
+        if "feature_names_in" in arrays:
+            names = np.asarray(arrays["feature_names_in"], dtype=object)
+            if names.shape != (d,):
+                raise ValueError("saved feature names do not match n_features_in")
+            state["feature_names_in_"] = names
+        self._reset()
+        self.__dict__.update(state)
+        self._finalize()
+
     # ------------------------------------------------------------------ transforms
     def transform(self, X):
         """Project samples on the components.
