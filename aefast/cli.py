@@ -159,9 +159,6 @@ def _build_model(args, X):
         cls = models.OjaPCA
     else:
         cls = _vae_class()
-    if not hasattr(cls, "_get_fitted_state"):
-        raise CommandError(f"--model {args.model}: aefast.save cannot store {cls.__name__} "
-                           "models yet")
     wanted = {
         "hidden_layers": args.hidden_layers,
         "n_components": args.n_components,
